@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 import types
@@ -56,11 +57,60 @@ class Passage:
     text: str
 
 
+# Glossary categories: key -> Korean label used in reports. "general" holds user additions
+# that come from the plain terms / acronyms files without a category.
+CATEGORIES = {
+    "passive": "수동 소자",
+    "semiconductor": "반도체·소자",
+    "analog": "아날로그 회로",
+    "digital_embedded": "디지털·임베디드",
+    "power_electronics": "전력전자",
+    "power_systems": "전력계통·전기기기",
+    "signal_processing": "신호처리·데이터 변환",
+    "rf_comm": "RF·통신",
+    "sensors_measurement": "센서·계측",
+    "pcb_manufacturing": "PCB·제조",
+    "protection_emc_safety": "보호·EMC·안전",
+    "general": "일반",
+}
+CONCEPT_ID = re.compile(r"^[a-z0-9_]+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class GlossaryEntry:
+    """One concept of the glossary (``data/glossary_ko.jsonl``).
+
+    ``reading`` is the Korean pronunciation of an acronym read as a word (MOSFET -> 모스펫); it decides
+    the Korean particle after the acronym. ``descriptions`` are noun phrases that identify the concept
+    without naming it; ``confusables`` are ids of sibling concepts that are easy to mix up.
+    """
+
+    id: str
+    term: str
+    category: str
+    definition: str | None = None
+    english: str | None = None
+    acronym: str | None = None
+    reading: str | None = None
+    aliases: list[str] = dataclasses.field(default_factory=list)
+    descriptions: list[str] = dataclasses.field(default_factory=list)
+    confusables: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class AcronymEntry:
+    """One line of the seed-style acronyms file (``data/acronyms_ko.jsonl``)."""
+
+    acronym: str
+    full: str
+    definition: str
+
+
 R = TypeVar("R")
 
 
 def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    return str(tp).replace("typing.", "") if typing.get_origin(tp) else tp.__name__
 
 
 def _matches(value: Any, tp: Any) -> bool:
@@ -89,7 +139,7 @@ def parse_record(obj: Any, record_type: type[R], path: str | os.PathLike, line: 
     for field in dataclasses.fields(record_type):
         tp = hints[field.name]
         if field.name not in obj:
-            if field.default is not dataclasses.MISSING:
+            if field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING:
                 continue
             raise DataError(path, f"missing field '{field.name}'", line)
         value = obj[field.name]
@@ -132,6 +182,59 @@ def read_jsonl(path: str | os.PathLike, record_type: type[R]) -> list[R]:
     if not records:
         raise DataError(path, "file is empty (no JSON lines)")
     return records
+
+
+def read_text_lines(path: str | os.PathLike) -> list[tuple[int, str]]:
+    """(line number, stripped text) of every non-blank line of a UTF-8 text file not starting with '#'."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found" if not path.exists() else "not a regular file")
+    lines = []
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            text = raw.decode("utf-8").strip()
+        except UnicodeDecodeError as e:
+            raise DataError(path, f"not valid UTF-8 (byte {e.start} of the line)", number) from None
+        if text and not text.startswith("#"):
+            lines.append((number, text))
+    if not lines:
+        raise DataError(path, "file is empty (no lines)")
+    return lines
+
+
+def load_glossary(path: str | os.PathLike) -> list[GlossaryEntry]:
+    """Read the glossary and check it as a whole: id shape, known categories, unique ids and acronyms,
+    confusables that name existing other concepts. Errors name the file and line."""
+    numbered = [(n, parse_record(obj, GlossaryEntry, path, n)) for n, obj in iter_json_lines(path)]
+    if not numbered:
+        raise DataError(path, "file is empty (no JSON lines)")
+    first_line: dict[str, int] = {}
+    acronyms: dict[str, str] = {}
+    for n, entry in numbered:
+        if not CONCEPT_ID.match(entry.id):
+            raise DataError(
+                path, f"field 'id' must be lowercase ASCII letters, digits or '_': {entry.id!r}", n
+            )
+        if entry.id in first_line:
+            raise DataError(
+                path, f"duplicate concept id '{entry.id}' (first on line {first_line[entry.id]})", n
+            )
+        if entry.category not in CATEGORIES:
+            raise DataError(path, f"field 'category': unknown category {entry.category!r}", n)
+        if entry.acronym:
+            if entry.acronym in acronyms:
+                raise DataError(
+                    path, f"acronym '{entry.acronym}' also belongs to '{acronyms[entry.acronym]}'", n
+                )
+            acronyms[entry.acronym] = entry.id
+        first_line[entry.id] = n
+    for n, entry in numbered:
+        for other in entry.confusables:
+            if other not in first_line or other == entry.id:
+                raise DataError(
+                    path, f"field 'confusables': '{other}' is not another concept of the glossary", n
+                )
+    return [entry for _, entry in numbered]
 
 
 def to_json_line(record: Any) -> str:

@@ -1,0 +1,543 @@
+"""Synthesize (query, positive, negative) training triplets from the Korean electronics glossary.
+
+For every concept the script writes Korean search queries in several styles (acronym question, full
+name, English name, alias or spacing variant, description -> term, Korean-English code-switching,
+short keywords), pairs each with a passage grounded in the concept's own definition, and adds a hard
+negative: a passage of a confusable sibling concept, else of a concept from the same category, else a
+random one — never of the same concept.
+
+The split is by concept (default): no concept of test.jsonl appears in train.jsonl in any form, so the
+test score measures generalisation to concepts the model never saw. ``--split row`` is the naive
+row-level split, kept only for comparison.
+
+    uv run python -m src.synth_data --pairs-per-term 6 --pairs-per-acronym 8
+
+Inputs: the rich glossary (data/glossary_ko.jsonl) and the seed-style files data/terms_electronics_ko.txt
+(one term per line) and data/acronyms_ko.jsonl ({acronym, full, definition}); lines of the seed-style
+files that the glossary does not cover become extra concepts. Outputs (in --output-dir): train.jsonl,
+test.jsonl (src.data.Triplet rows), corpus_train.jsonl and corpus_test.jsonl (src.data.Passage: every
+passage of each split's concepts, the retrieval corpus of the evaluation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import re
+import sys
+import unicodedata
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from src.data import (
+    CATEGORIES,
+    AcronymEntry,
+    DataError,
+    GlossaryEntry,
+    Passage,
+    Triplet,
+    iter_json_lines,
+    load_glossary,
+    parse_record,
+    read_text_lines,
+    write_jsonl,
+)
+
+# ----------------------------------------------------------------------------- Korean particles
+
+# Latin letters and digits whose Korean reading ends in a final consonant: 엘 엠 엔 알, 영 일 삼 육 칠 팔.
+CONSONANT_FINAL = {
+    "L": "ㄹ",
+    "M": "ㅁ",
+    "N": "ㄴ",
+    "R": "ㄹ",
+    "0": "ㅇ",
+    "1": "ㄹ",
+    "3": "ㅁ",
+    "6": "ㄱ",
+    "7": "ㄹ",
+    "8": "ㄹ",
+}
+HANGUL_FIRST, HANGUL_LAST, RIEUL_INDEX = 0xAC00, 0xD7A3, 8
+
+
+def final_consonant(word: str) -> str | None:
+    """The final consonant of a word as read aloud: None after a vowel, "ㄹ" for rieul, else "other".
+
+    Hangul syllables use their own final; a Latin letter or digit is read by its Korean name (PWM -> 엠,
+    ADC -> 씨, RS-485 -> 오). Trailing punctuation such as ')' is skipped."""
+    for ch in reversed(word):
+        code = ord(ch)
+        if HANGUL_FIRST <= code <= HANGUL_LAST:
+            index = (code - HANGUL_FIRST) % 28
+            return None if index == 0 else ("ㄹ" if index == RIEUL_INDEX else "other")
+        if ch.isascii() and ch.isalnum():
+            final = CONSONANT_FINAL.get(ch.upper())
+            return None if final is None else ("ㄹ" if final == "ㄹ" else "other")
+    return None
+
+
+def with_particle(word: str, particle: str, reading: str | None = None) -> str:
+    """Attach a Korean particle written consonant-form first ("이/가", "은/는", "을/를", "과/와",
+    "으로/로", "이란/란", "이라고/라고"), choosing by the final sound of ``reading`` (default: the word)."""
+    after_consonant, after_vowel = particle.split("/")
+    final = final_consonant(reading or word)
+    if after_consonant == "으로":  # 로 also follows a rieul final: 회로로, 채널로
+        return word + (after_vowel if final in (None, "ㄹ") else after_consonant)
+    return word + (after_vowel if final is None else after_consonant)
+
+
+# ----------------------------------------------------------------------------- templates
+
+# Each style fills one slot: A acronym, T Korean term, E English name, S alias, D description,
+# X acronym or English name (code-switching), K any name (keyword). "{A:이/가}" adds a particle.
+TEMPLATES: dict[str, list[str]] = {
+    "acronym_question": [
+        "{A:이/가} 뭐야?",
+        "{A:이/가} 무엇인가요?",
+        "{A} 풀네임 알려줘",
+        "{A:은/는} 무엇의 약자인가요?",
+        "{A} 뜻이 뭐예요?",
+        "{A:이/가} 뭔지 설명해 주세요",
+        "{A}의 정의를 알려줘",
+        "{A:은/는} 어디에 쓰이나요?",
+        "{A:을/를} 쉽게 설명해줘",
+        "{A} 약어 의미",
+        "{A:이/가} 무슨 뜻이야?",
+        "{A:이란/란} 무엇인가?",
+        "{A:과/와} 관련된 기본 개념 알려줘",
+        "{A:으로/로} 무엇을 할 수 있나요?",
+        "{A} 줄임말 풀이",
+    ],
+    "full_name_question": [
+        "{T:이/가} 뭐야?",
+        "{T:은/는} 무엇인가요?",
+        "{T:은/는} 어떤 원리로 동작하나요?",
+        "{T}의 정의",
+        "{T}에 대해 알려줘",
+        "{T:이/가} 무엇인지 설명해 주세요",
+        "{T:은/는} 어디에 쓰여?",
+        "{T} 개념 정리",
+        "{T:을/를} 쉽게 설명해줘",
+        "{T}의 역할은?",
+        "{T:이란/란}?",
+        "{T:이라고/라고} 하는 게 뭐예요?",
+    ],
+    "english_question": [
+        "{E} 뜻",
+        "{E} 한국어로 뭐라고 해?",
+        "What is {E}?",
+        "{E} 개념 설명해줘",
+        "{E} 의미 알려줘",
+        "{E} 한글 용어",
+        "explain {E}",
+        "{E}의 우리말 용어는?",
+        "{E} meaning in Korean",
+    ],
+    "alias_variant": [
+        "{S}",
+        "{S:이/가} 뭐야?",
+        "{S:은/는} 무엇인가요?",
+        "{S} 뜻",
+        "{S}에 대해 알려줘",
+        "{S:이란/란}?",
+        "{S} 설명",
+    ],
+    "definition_to_term": [
+        "{D:은/는}?",
+        "{D:을/를} 뭐라고 해?",
+        "{D:을/를} 부르는 용어는?",
+        "{D}의 이름이 뭐야?",
+        "{D:이/가} 뭐지?",
+        "{D}",
+        "{D:을/를} 뜻하는 전기·전자 용어",
+    ],
+    "code_switching": [
+        "{X} 동작 원리",
+        "{X} 동작 원리 설명해줘",
+        "{X} 쓰는 이유가 뭐야",
+        "{X} 설계 시 주의사항",
+        "{X} 장단점 정리",
+        "{X} 특성 알려줘",
+        "{X}의 역할이 궁금해요",
+        "{X} 기초 개념",
+        "{X} 실무에서 어떻게 써?",
+    ],
+    "keyword": ["{K}", "{K} 원리", "{K} 정의", "{K} 뜻", "{K} 개념", "{K} 용도", "{K} 특징"],
+}
+STYLES = list(TEMPLATES)
+SLOT = re.compile(r"\{([ATESDXK])(?::([^}]+))?\}")
+
+
+def render(template: str, value: str, reading: str | None = None) -> str:
+    """Fill a template's single slot with ``value``, attaching its particle if the slot asks for one."""
+    return SLOT.sub(lambda m: with_particle(value, m.group(2), reading) if m.group(2) else value, template)
+
+
+@dataclass(frozen=True)
+class Query:
+    style: str
+    text: str
+
+
+def query_candidates(concept: GlossaryEntry) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """All queries a concept can get, by style, in two buckets: the term's and the acronym's."""
+
+    def fill(style: str, values: list[str | None], reading: str | None = None) -> list[str]:
+        return [render(t, v, reading) for v in values if v for t in TEMPLATES[style]]
+
+    c = concept
+    term_bucket = {
+        "full_name_question": fill("full_name_question", [c.term]),
+        "english_question": fill("english_question", [c.english]),
+        "alias_variant": fill("alias_variant", c.aliases),
+        "definition_to_term": fill("definition_to_term", c.descriptions),
+        "code_switching": fill("code_switching", [c.english]),
+        "keyword": fill("keyword", [c.term, *c.aliases[:2], c.english]),
+    }
+    acronym_bucket = {}
+    if c.acronym:
+        acronym_bucket = {
+            "acronym_question": fill("acronym_question", [c.acronym], c.reading),
+            "code_switching": fill("code_switching", [c.acronym]),
+            "keyword": fill("keyword", [c.acronym]) + [f"{c.acronym} {c.term}"],
+        }
+    return term_bucket, acronym_bucket
+
+
+def pick_queries(bucket: dict[str, list[str]], n: int, taken: set[str], rng: random.Random) -> list[Query]:
+    """Up to ``n`` distinct queries, round-robin over the bucket's styles so that every style is used."""
+    pools = {style: rng.sample(texts, len(texts)) for style, texts in bucket.items() if texts}
+    order = rng.sample(sorted(pools), len(pools))
+    picked: list[Query] = []
+    while len(picked) < n and any(pools.values()):
+        for style in order:
+            while pools[style] and len(picked) < n:
+                text = pools[style].pop()
+                if text not in taken:
+                    taken.add(text)
+                    picked.append(Query(style, text))
+                    break
+    return picked
+
+
+# ----------------------------------------------------------------------------- passages
+
+
+def first_sentence(text: str) -> str:
+    """The text up to and including its first '다.' sentence end (the whole text if there is none)."""
+    end = text.find("다. ")
+    return text if end < 0 else text[: end + 2]
+
+
+def passages_for(concept: GlossaryEntry) -> list[str]:
+    """The concept's corpus passages, each carrying its definition (or one generic sentence if it has none)."""
+    c = concept
+    if not c.definition:
+        return [f"{with_particle(c.term, '은/는')} 전기·전자 분야에서 쓰이는 용어이다."]
+    names = ", ".join(x for x in (c.english, c.acronym) if x)
+    texts = [f"{c.term} ({names}): {c.definition}" if names else f"{c.term}: {c.definition}", c.definition]
+    if c.acronym and c.english:
+        acronym = with_particle(c.acronym, "은/는", c.reading)
+        texts.append(
+            f"{acronym} {c.english}의 약자로, {with_particle(c.term, '을/를')} 뜻한다. {first_sentence(c.definition)}"
+        )
+    else:
+        texts.append(f"[{CATEGORIES[c.category]}] {c.term} — {first_sentence(c.definition)}")
+    return list(dict.fromkeys(texts))
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def normalize_name(name: str) -> str:
+    """Key for matching names across files: NFKC, lower case, without spaces and hyphens."""
+    return re.sub(r"[\s\-]", "", unicodedata.normalize("NFKC", name).lower())
+
+
+def names_of(entry: GlossaryEntry) -> list[str]:
+    return [n for n in (entry.term, entry.english, entry.acronym, *entry.aliases) if n]
+
+
+def load_concepts(glossary: Path | None, terms: Path | None, acronyms: Path | None) -> list[GlossaryEntry]:
+    """The glossary's concepts plus every seed-file term or acronym that the glossary does not cover."""
+    concepts = load_glossary(glossary) if glossary else []
+    known = {normalize_name(n) for c in concepts for n in names_of(c)}
+
+    def add(entry: GlossaryEntry) -> None:
+        concepts.append(entry)
+        known.update(normalize_name(n) for n in names_of(entry))
+
+    if acronyms:
+        rows = [(n, parse_record(obj, AcronymEntry, acronyms, n)) for n, obj in iter_json_lines(acronyms)]
+        if not rows:
+            raise DataError(acronyms, "file is empty (no JSON lines)")
+        for _, row in rows:
+            if normalize_name(row.acronym) in known or normalize_name(row.full) in known:
+                continue
+            korean_full = any(HANGUL_FIRST <= ord(ch) <= HANGUL_LAST for ch in row.full)
+            slug = re.sub(r"[^a-z0-9]+", "_", row.acronym.lower()).strip("_") or _digest(row.acronym)
+            add(
+                GlossaryEntry(
+                    id=f"acronym_{slug}",
+                    term=row.full,
+                    category="general",
+                    definition=row.definition,
+                    english=None if korean_full else row.full,
+                    acronym=row.acronym,
+                )
+            )
+    if terms:
+        for _, term in read_text_lines(terms):
+            if normalize_name(term) not in known:
+                add(GlossaryEntry(id=f"term_{_digest(term)}", term=term, category="general"))
+    return concepts
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def split_concepts(concepts: list[GlossaryEntry], test_split: float, rng: random.Random) -> set[str]:
+    """Ids of the test concepts: ``test_split`` of each category (stratified), chosen by the seeded rng."""
+    by_category: dict[str, list[str]] = defaultdict(list)
+    for c in concepts:
+        by_category[c.category].append(c.id)
+    test: set[str] = set()
+    for category in sorted(by_category):
+        ids = sorted(by_category[category])
+        rng.shuffle(ids)
+        test.update(ids[: round(len(ids) * test_split)])
+    return test
+
+
+def pick_negative(
+    concept: GlossaryEntry, pool: list[str], by_id: dict[str, GlossaryEntry], hard: bool, rng: random.Random
+) -> str:
+    """Id of the negative concept from ``pool`` (sorted ids): a confusable sibling, else the same
+    category, else any other concept; never the concept itself. ``hard=False`` always picks at random."""
+    others = [i for i in pool if i != concept.id]
+    if hard:
+        members = set(pool)
+        siblings = [i for i in concept.confusables if i in members]
+        if siblings:
+            return rng.choice(siblings)
+        same_category = [i for i in others if by_id[i].category == concept.category]
+        if same_category:
+            return rng.choice(same_category)
+    return rng.choice(others)
+
+
+def make_rows(
+    concepts: list[GlossaryEntry],
+    pool: list[str],
+    by_id: dict[str, GlossaryEntry],
+    passages: dict[str, list[str]],
+    args: argparse.Namespace,
+    rng: random.Random,
+) -> list[Triplet]:
+    """Triplets for ``concepts``; negatives come from the concepts whose ids are in ``pool`` (sorted)."""
+    rows: list[Triplet] = []
+    for c in concepts:
+        term_bucket, acronym_bucket = query_candidates(c)
+        taken: set[str] = set()
+        queries = pick_queries(term_bucket, args.pairs_per_term, taken, rng)
+        queries += pick_queries(acronym_bucket, args.pairs_per_acronym, taken, rng)
+        own = rng.sample(passages[c.id], len(passages[c.id]))
+        for k, q in enumerate(queries):
+            negative_id = pick_negative(c, pool, by_id, args.negatives == "hard", rng)
+            rows.append(
+                Triplet(
+                    query=q.text,
+                    positive=own[k % len(own)],
+                    negative=rng.choice(passages[negative_id]),
+                    concept_id=c.id,
+                    negative_concept_id=negative_id,
+                    style=q.style,
+                    category=c.category,
+                )
+            )
+    return rows
+
+
+def dedupe(rows: list[Triplet]) -> list[Triplet]:
+    """Drop rows whose (query, positive, negative) already occurred, keeping the first."""
+    seen: set[tuple[str, str, str]] = set()
+    kept = []
+    for r in rows:
+        key = (r.query, r.positive, r.negative)
+        if key not in seen:
+            seen.add(key)
+            kept.append(r)
+    return kept
+
+
+class SplitError(ValueError):
+    """The inputs are too small for the requested split."""
+
+
+@dataclass
+class Dataset:
+    train: list[Triplet]
+    test: list[Triplet]
+    corpus_train: list[Passage]
+    corpus_test: list[Passage]
+    generic: list[GlossaryEntry]  # concepts without a definition (generic passages only)
+
+
+def build_dataset(concepts: list[GlossaryEntry], args: argparse.Namespace) -> Dataset:
+    """Split, generate and deduplicate; everything is decided by ``args.seed``."""
+    rng = random.Random(args.seed)
+    by_id = {c.id: c for c in concepts}
+    passages = {c.id: passages_for(c) for c in concepts}
+
+    def corpus(ids: set[str]) -> list[Passage]:
+        return [
+            Passage(f"{c.id}#{k}", c.id, c.category, text)
+            for c in concepts
+            if c.id in ids
+            for k, text in enumerate(passages[c.id])
+        ]
+
+    if args.split == "concept":
+        test_ids = split_concepts(concepts, args.test_split, rng)
+        train_ids = set(by_id) - test_ids
+        if min(len(train_ids), len(test_ids)) < 2:
+            raise SplitError(
+                f"the split leaves {len(train_ids)} train and {len(test_ids)} test concepts; each side needs "
+                "at least 2 (add concepts or change --test-split)"
+            )
+        train = make_rows(
+            [c for c in concepts if c.id in train_ids], sorted(train_ids), by_id, passages, args, rng
+        )
+        test = make_rows(
+            [c for c in concepts if c.id in test_ids], sorted(test_ids), by_id, passages, args, rng
+        )
+        train, test = dedupe(train), dedupe(test)
+    else:  # row-level split: the same concepts (and often the same passages) end up on both sides
+        train_ids = test_ids = set(by_id)
+        rows = dedupe(make_rows(concepts, sorted(by_id), by_id, passages, args, rng))
+        rng.shuffle(rows)
+        n_test = round(len(rows) * args.test_split)
+        test, train = rows[:n_test], rows[n_test:]
+    generic = [c for c in concepts if not c.definition]
+    return Dataset(train, test, corpus(train_ids), corpus(test_ids), generic)
+
+
+def summary(data: Dataset) -> str:
+    """A plain-text table: concepts, passages and rows per split, rows per style and per category."""
+    lines = []
+
+    def row(label: str, train: object, test: object) -> None:
+        width = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in label)
+        lines.append(f"  {label}{' ' * max(1, 46 - width)}{train!s:>8}{test!s:>8}")
+
+    row("", "train", "test")
+    row("concepts", len({r.concept_id for r in data.train}), len({r.concept_id for r in data.test}))
+    row("corpus passages", len(data.corpus_train), len(data.corpus_test))
+    row("rows", len(data.train), len(data.test))
+    lines.append("  rows per query style")
+    styles = Counter(r.style for r in data.train), Counter(r.style for r in data.test)
+    for style in STYLES:
+        row(f"  {style}", styles[0][style], styles[1][style])
+    lines.append("  rows per category")
+    categories = Counter(r.category for r in data.train), Counter(r.category for r in data.test)
+    for key, label in CATEGORIES.items():
+        if categories[0][key] or categories[1][key]:
+            row(f"  {key} ({label})", categories[0][key], categories[1][key])
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    inputs = parser.add_argument_group("inputs (pass an empty string to leave one out)")
+    inputs.add_argument("--glossary", default="data/glossary_ko.jsonl", help="rich glossary JSONL")
+    inputs.add_argument("--terms", default="data/terms_electronics_ko.txt", help="one term per line")
+    inputs.add_argument(
+        "--acronyms", default="data/acronyms_ko.jsonl", help="JSONL of {acronym, full, definition}"
+    )
+    gen = parser.add_argument_group("generation")
+    gen.add_argument(
+        "--pairs-per-term",
+        "--pairs_per_term",
+        dest="pairs_per_term",
+        type=int,
+        default=6,
+        help="queries per concept about its term, English name, aliases and description",
+    )
+    gen.add_argument(
+        "--pairs-per-acronym",
+        "--pairs_per_acronym",
+        dest="pairs_per_acronym",
+        type=int,
+        default=8,
+        help="extra queries per concept that has an acronym",
+    )
+    gen.add_argument(
+        "--negatives",
+        choices=["hard", "random"],
+        default="hard",
+        help="hard: confusable sibling, else same category, else random",
+    )
+    gen.add_argument("--seed", type=int, default=42)
+    out = parser.add_argument_group("split and outputs")
+    out.add_argument(
+        "--split",
+        choices=["concept", "row"],
+        default="concept",
+        help="concept: test concepts never appear in train (default); row: naive row-level split",
+    )
+    out.add_argument("--test-split", "--test_split", dest="test_split", type=float, default=0.2)
+    out.add_argument("--output-dir", "--output_dir", dest="output_dir", type=Path, default=Path("data"))
+    args = parser.parse_args(argv)
+    if not 0 < args.test_split < 1:
+        parser.error("--test-split must be between 0 and 1")
+    if args.pairs_per_term < 1 or args.pairs_per_acronym < 0:
+        parser.error("--pairs-per-term must be >= 1 and --pairs-per-acronym >= 0")
+    if not (args.glossary or args.terms or args.acronyms):
+        parser.error("give at least one of --glossary, --terms, --acronyms")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        concepts = load_concepts(
+            *(Path(p) if p else None for p in (args.glossary, args.terms, args.acronyms))
+        )
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        data = build_dataset(concepts, args)
+    except SplitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    outputs = {
+        "train.jsonl": data.train,
+        "test.jsonl": data.test,
+        "corpus_train.jsonl": data.corpus_train,
+        "corpus_test.jsonl": data.corpus_test,
+    }
+    for name, records in outputs.items():
+        write_jsonl(args.output_dir / name, records)
+    print(
+        f"Synthesized {len(concepts)} concepts ({args.split} split, seed {args.seed}) into {args.output_dir}/:"
+    )
+    print(summary(data))
+    if data.generic:
+        names = ", ".join(c.term for c in data.generic[:10]) + (" ..." if len(data.generic) > 10 else "")
+        print(
+            f"warning: {len(data.generic)} concepts have no definition, so their passages are generic: {names}",
+            file=sys.stderr,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
