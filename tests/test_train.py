@@ -242,3 +242,19 @@ def test_default_model_fails_fast_offline_and_names_the_standin(triplets, tmp_pa
     assert "BAAI/bge-m3" in result.stderr and "--model_name e5-small-offline" in result.stderr
     assert time.time() - started < 60
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.standin
+def test_seed_command_with_the_standin_reloads_identically(standin_dir, triplets, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "e5"
+    argv = ["--train_data", str(triplets), "--epochs", "1", "--batch_size", "2", "--max_seq_length", "128",
+            "--use_cpu", "--model_name", "e5-small-offline", "--output_dir", str(out),
+            "--max_steps", "4", "--eval_steps", "2", "--max_dev_queries", "40"]  # fmt: skip
+    model, summary = train(parse_args(argv))
+    assert summary["global_step"] == 4 and summary["base_model_path"] == str(standin_dir)
+    reloaded = SentenceTransformer(str(out), device="cpu")
+    texts = ["PWM이 뭐야?", "벅 컨버터는 입력보다 낮은 전압을 만든다."]
+    np.testing.assert_allclose(reloaded.encode_query(texts), model.encode_query(texts), atol=1e-5)
+    np.testing.assert_allclose(reloaded.encode_document(texts), model.encode_document(texts), atol=1e-5)

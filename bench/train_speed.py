@@ -1,0 +1,106 @@
+"""Training speed benchmark: the legacy configuration against our laptop defaults, side by side.
+
+Trains the offline stand-in (multilingual-e5-small) for the same number of steps on the same synthetic
+data, once per configuration, each in its own process (so peak memory is per configuration), then scores
+every trained model and the untrained base on the unseen-concept test split (nDCG@10).
+
+    uv run python bench/train_speed.py            # ~10 minutes on 2 CPU cores
+    uv run python bench/train_speed.py --steps 8  # a quick look
+
+Configurations:
+    legacy          one max length for both sides, batches padded to it, every weight trained, random batches
+    legacy-dynamic  the same, but padded only to the longest text of each batch
+    laptop          our laptop defaults: frozen word embeddings, queries capped at 64 tokens, dynamic padding,
+                    concept-aware batches
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from src.data import Passage, Triplet, read_jsonl  # noqa: E402
+
+CONFIGS = {
+    "legacy": ["--max_query_length", "128", "--pad_to_max_length", "--batching", "random"],
+    "legacy-dynamic": ["--max_query_length", "128", "--batching", "random"],
+    "laptop": ["--freeze_embeddings", "--max_query_length", "64"],
+}
+
+
+def test_ndcg(model_path: str, data_dir: Path) -> float:
+    """nDCG@10 of the test queries over the whole test corpus (relevant = passages of the same concept)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+    rows = read_jsonl(data_dir / "test.jsonl", Triplet)
+    corpus = read_jsonl(data_dir / "corpus_test.jsonl", Passage)
+    evaluator = InformationRetrievalEvaluator(
+        queries={f"q{i}": r.query for i, r in enumerate(rows)},
+        corpus={p.passage_id: p.text for p in corpus},
+        relevant_docs={
+            f"q{i}": {p.passage_id for p in corpus if p.concept_id == r.concept_id}
+            for i, r in enumerate(rows)
+        },
+        name="test",
+        write_csv=False,
+    )
+    return evaluator(SentenceTransformer(model_path, device="cpu"))["test_cosine_ndcg@10"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="train_speed-"))
+    data = work / "data"
+    subprocess.run([sys.executable, "-m", "src.synth_data", "--output-dir", str(data), "--seed", str(args.seed)],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    from src.base_model import resolve_model
+
+    base = resolve_model("e5-small-offline")
+    results = {"base (no training)": {"ndcg": test_ndcg(base, data)}}
+    for name, flags in CONFIGS.items():
+        out = work / name
+        cmd = [
+            sys.executable, "-m", "src.train", "--model_name", "e5-small-offline", "--train_data",
+            str(data / "train.jsonl"), "--output_dir", str(out), "--use_cpu", "--dev_ratio", "0",
+            "--max_steps", str(args.steps), "--batch_size", str(args.batch_size),
+            "--max_seq_length", str(args.max_seq_length), "--seed", str(args.seed), "--logging_steps", "5", *flags,
+        ]  # fmt: skip
+        print(f"[{name}] training {args.steps} steps ...", file=sys.stderr, flush=True)
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        summary = json.loads((out / "training_summary.json").read_text())
+        results[name] = {
+            "examples_per_s": summary["examples_per_s_incl_dev_eval"],  # no dev eval here (--dev_ratio 0)
+            "peak_mb": summary["peak_memory_mb"],
+            "ndcg": test_ndcg(str(out), data),
+        }
+
+    legacy = results["legacy"]["examples_per_s"]
+    print(f"\nTraining speed, stand-in e5-small, {args.steps} steps x batch {args.batch_size}, "
+          f"max length {args.max_seq_length}, CPU")  # fmt: skip
+    print(f"{'configuration':<20}{'examples/s':>12}{'vs legacy':>11}{'peak MiB':>10}{'test nDCG@10':>14}")
+    for name, r in results.items():
+        speed = r.get("examples_per_s")
+        cells = (
+            f"{speed:>12.2f}{speed / legacy:>10.2f}x{r['peak_mb']:>10.0f}"
+            if speed
+            else f"{'-':>12}{'-':>11}{'-':>10}"
+        )
+        print(f"{name:<20}{cells}{r['ndcg']:>14.4f}")
+
+
+if __name__ == "__main__":
+    main()

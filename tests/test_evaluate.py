@@ -1,0 +1,183 @@
+"""src.evaluate: metrics against hand-computed values, the bootstrap, the STS reader, BM25 on a toy
+corpus, the report folder on the tiny model, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src.data import DataError
+from src.evaluate import (
+    bm25_scores,
+    main,
+    paired_bootstrap,
+    query_kind,
+    rank_top_k,
+    read_sts,
+    retrieval_metrics,
+)
+from src.synth_data import main as synth_main
+
+STS_HEADER = "genre\tfilename\tyear\tid\tscore\tsentence1\tsentence2"
+
+
+def test_metrics_match_hand_computed_values():
+    ranked = np.array([[0, 1, 2, 3], [3, 2, 1, 0]])
+    m = retrieval_metrics(ranked, [{1, 3}, {0}])
+    expected = {
+        "recall@1": [0, 0],
+        "recall@5": [1, 1],
+        "recall@10": [1, 1],
+        "mrr@10": [1 / 2, 1 / 4],
+        "ndcg@10": [(1 / np.log2(3) + 1 / np.log2(5)) / (1 + 1 / np.log2(3)), 1 / np.log2(5)],
+        "map@100": [(1 / 2 + 2 / 4) / 2, 1 / 4],
+    }
+    for name, values in expected.items():
+        np.testing.assert_allclose(m[name], values, err_msg=name)
+    assert m["ndcg@10"][0] == pytest.approx(0.65092, abs=1e-5)
+
+
+def test_ranking_is_descending_with_stable_ties():
+    scores = np.array([[0.1, 0.9, 0.9, 0.5]])
+    assert rank_top_k(scores, 3).tolist() == [[1, 2, 3]]
+
+
+def test_paired_bootstrap():
+    rng = np.random.default_rng(1)
+    b = rng.random(400)
+    assert paired_bootstrap(b + 0.1, b, n=200, seed=0) == pytest.approx((0.1, 0.1, 0.1))
+    noise = rng.normal(0, 1, 400)
+    mean, low, high = paired_bootstrap(noise, np.zeros(400), n=2000, seed=0)
+    assert low < mean < high and low < 0 < high and high - low == pytest.approx(4 * 1.96 / 20 / 2, rel=0.25)
+    assert paired_bootstrap(noise, np.zeros(400), n=2000, seed=0) == (mean, low, high)
+
+
+def test_sts_reader_keeps_quotes_and_checks_the_layout(tmp_path):
+    good = tmp_path / "sts.tsv"
+    good.write_text(
+        STS_HEADER + "\n"
+        'main-news\tf\t2024\t0001\t4.5\t그는 "괜찮다"고 말했다.\t그는 괜찮다고 했다.\n'
+        "main-news\tf\t2024\t0002\t0.0\t비가 온다.\t주가가 올랐다.\n"
+        "main-forum\tf\t2024\t0003\t2.4\t고양이가 잔다.\t강아지가 잔다.\n",
+        encoding="utf-8",
+    )
+    first, second, gold = read_sts(good)
+    assert first[0] == '그는 "괜찮다"고 말했다.' and gold.tolist() == [4.5, 0.0, 2.4]
+    cases = {
+        "header": ("a\tb\n", r":1: not the KorSTS layout"),
+        "columns": (
+            STS_HEADER + "\nmain-news\tf\t2024\t1\t3.0\tonly one sentence\n",
+            r":2: expected 7 tab-separated",
+        ),
+        "score": (STS_HEADER + "\nx\tf\t2024\t1\thigh\ta\tb\n", r":2: column 'score' must be a number"),
+        "range": (STS_HEADER + "\nx\tf\t2024\t1\t7\ta\tb\n", r":2: score must be within 0-5"),
+    }
+    for name, (text, message) in cases.items():
+        path = tmp_path / f"{name}.tsv"
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(DataError, match=message):
+            read_sts(path)
+
+
+def test_shipped_sts_sample_is_valid():
+    first, _, gold = read_sts(Path(__file__).resolve().parents[1] / "data" / "sts_ko_sample.tsv")
+    assert (
+        len(first) >= 100
+        and gold.min() == 0
+        and gold.max() == 5
+        and np.histogram(gold, bins=5)[0].min() >= 10
+    )
+
+
+def test_bm25_with_korean_morphemes_on_a_toy_corpus():
+    docs = [
+        "벅 컨버터는 출력 전압을 낮춘다.",
+        "부스트 컨버터는 출력 전압을 높인다.",
+        "저항은 전류를 제한한다.",
+    ]
+    scores = bm25_scores(["전압을 낮추는 컨버터", "저항이 뭐야?", "PWM"], docs)
+    assert scores.shape == (3, 3)
+    assert scores[0].argmax() == 0 and scores[1].argmax() == 2
+    assert not scores[2].any()  # no known token: all zeros, no error
+
+
+def test_query_kind_spots_acronyms():
+    assert [query_kind(q) for q in ["PWM이 뭐야?", "I2C 동작 원리", "SoC 뜻", "벅 컨버터", "What is Buck converter?"]] == [
+        "acronym", "acronym", "acronym", "term", "term",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    assert synth_main(["--output-dir", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def tuned(tiny_model_dir, tmp_path_factory) -> Path:
+    """A model folder that records the tiny encoder as its base, as src.train does."""
+    folder = tmp_path_factory.mktemp("m") / "tuned"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "training_summary.json").write_text(json.dumps({"base_model": str(tiny_model_dir)}))
+    return folder
+
+
+def run(split: Path, model: Path, report: Path, *extra: str) -> int:
+    return main(["--model_path", str(model), "--test_data", str(split / "test.jsonl"), "--corpus",
+                 str(split / "corpus_test.jsonl"), "--sample_size", "120", "--report_dir", str(report), *extra])  # fmt: skip
+
+
+def test_report_folder_side_by_side_and_deterministic(split, tuned, tmp_path, capsys):
+    assert run(split, tuned, tmp_path / "a") == 0
+    out = capsys.readouterr().out
+    assert "BM25 (kiwi)" in out and "nDCG@10 gain vs" in out and "STS" in out
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "metrics.json",
+        "metrics.png",
+        "report.md",
+        "styles.png",
+    ]
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert len(metrics["systems"]) == 3 and metrics["data"]["queries"] == 120
+    base, tuned_name = [s for s in metrics["systems"] if s.startswith("base")], next(iter(metrics["systems"]))
+    assert base and all(v == 0 for v in metrics["difference"].values())  # identical weights: no difference
+    assert metrics["systems"][tuned_name]["sts_spearman"] is not None
+    assert set(metrics["slices"]) == {"style", "category", "kind"}
+    assert "## 질의 스타일별 nDCG@10" in (tmp_path / "a" / "report.md").read_text()
+    assert run(split, tuned, tmp_path / "b") == 0
+    assert (tmp_path / "a" / "metrics.json").read_text().replace("/a", "/b") == (
+        tmp_path / "b" / "metrics.json"
+    ).read_text()
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing_model", "model folder not found"),
+    ("missing_test", "test.jsonl: file not found"),
+    ("malformed", ":2: malformed JSON"),
+    ("wrong_corpus", "corpus lacks"),
+    ("sts_layout", "not the KorSTS layout"),
+])  # fmt: skip
+def test_bad_input_gives_one_error_and_no_report(split, tuned, tmp_path, capsys, case, expected):
+    data = tmp_path / "d"
+    shutil.copytree(split, data)
+    model, extra = tuned, []
+    if case == "missing_model":
+        model = tmp_path / "nope"
+    elif case == "missing_test":
+        (data / "test.jsonl").unlink()
+    elif case == "malformed":
+        (data / "test.jsonl").write_text((split / "test.jsonl").read_text().splitlines()[0] + "\n{oops\n")
+    elif case == "wrong_corpus":
+        shutil.copy(split / "corpus_train.jsonl", data / "corpus_test.jsonl")
+    elif case == "sts_layout":
+        (data / "sts.tsv").write_text("id,score,a,b\n1,3,x,y\n")
+        extra = ["--sts", str(data / "sts.tsv")]
+    assert run(data, model, tmp_path / "report", *extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and expected in err[-1]
+    assert not (tmp_path / "report").exists()
