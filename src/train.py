@@ -68,6 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--freeze_embeddings", action="store_true", help="do not train the word-embedding matrix"
     )
     model.add_argument(
+        "--freeze_layers",
+        type=int,
+        default=0,
+        help="freeze the embedding block and the first N encoder layers (no backward pass through them)",
+    )
+    model.add_argument(
         "--gradient_checkpointing", action="store_true", help="trade compute for activation memory"
     )
     model.add_argument(
@@ -138,8 +144,10 @@ def check_args(args: argparse.Namespace) -> None:
     """Reject impossible flag combinations and an output folder we must not overwrite."""
     if args.batch_size < 2:
         raise UsageError("--batch_size must be at least 2: in-batch negatives need other rows in the batch")
-    if args.lora and args.freeze_embeddings:
-        raise UsageError("--lora already freezes every base weight; drop --freeze_embeddings")
+    if args.lora and (args.freeze_embeddings or args.freeze_layers):
+        raise UsageError("--lora already freezes every base weight; drop --freeze_embeddings/--freeze_layers")
+    if args.freeze_layers < 0:
+        raise UsageError("--freeze_layers must be >= 0")
     if args.max_query_length < 4 or args.max_seq_length < 8:
         raise UsageError("--max_query_length must be >= 4 and --max_seq_length >= 8")
     if not 0 <= args.dev_ratio < 0.5:
@@ -351,6 +359,17 @@ def load_model(path: str, args: argparse.Namespace, device: str):
     )
     if args.freeze_embeddings:
         transformer.auto_model.get_input_embeddings().weight.requires_grad_(False)
+    if args.freeze_layers:
+        encoder = transformer.auto_model
+        layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+        if layers is None or args.freeze_layers >= len(layers):
+            count = "no encoder.layer list" if layers is None else f"{len(layers)} layers"
+            raise UsageError(
+                f"--freeze_layers {args.freeze_layers}: the model has {count}; leave at least one to train"
+            )
+        encoder.embeddings.requires_grad_(False)
+        for layer in layers[: args.freeze_layers]:
+            layer.requires_grad_(False)
     if args.lora:
         from peft import LoraConfig
 

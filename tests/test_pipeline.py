@@ -9,14 +9,14 @@ from src.pipeline import main
 
 def test_pipeline_runs_all_stages_then_reuses_them(tiny_model_dir, tmp_path, capsys):
     argv = ["--base_model", str(tiny_model_dir), "--work_dir", str(tmp_path / "p"),
-            "--train_args", "--max_steps 4 --batch_size 8 --eval_steps 2 --max_dev_queries 30",
+            "--train_args", "--max_steps 4 --batch_size 8 --eval_steps 2 --max_dev_queries 30 --freeze_layers 1",
             "--eval_args", "--sample_size 60 --bootstrap 200"]  # fmt: skip
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "ndcg@10" in captured.out and "Report:" in captured.out
     assert "reusing" not in captured.err
     summary = json.loads((tmp_path / "p" / "model" / "training_summary.json").read_text())
-    assert summary["global_step"] == 4 and summary["arguments"]["freeze_embeddings"] is True  # laptop profile
+    assert summary["global_step"] == 4 and summary["arguments"]["use_cpu"] is True  # laptop profile
     model_mtime = (tmp_path / "p" / "model" / "model.safetensors").stat().st_mtime_ns
 
     assert main(argv) == 0

@@ -118,6 +118,19 @@ def test_frozen_embeddings_stay_unchanged(tiny_model_dir, triplets, tmp_path):
     )
 
 
+def test_frozen_layers_keep_the_embeddings_and_lower_layers(tiny_model_dir, triplets, tmp_path):
+    out = tmp_path / "layers"
+    assert (
+        main(tiny_args(tiny_model_dir, triplets, out, "--freeze_layers", "1", "--learning_rate", "1e-3")) == 0
+    )
+    weights, base = _weights(out), _weights(tiny_model_dir)
+    frozen = [k for k in base if k.startswith(("embeddings.", "encoder.layer.0."))]
+    trained = [k for k in base if k.startswith("encoder.layer.1.")]
+    assert frozen and trained
+    assert all(np.array_equal(weights[k], base[k]) for k in frozen)
+    assert all(not np.array_equal(weights[k], base[k]) for k in trained if k.endswith("dense.weight"))
+
+
 def test_mlflow_logs_params_and_metrics_when_configured(tiny_model_dir, triplets, tmp_path, monkeypatch):
     import mlflow
 
@@ -192,6 +205,7 @@ def test_torchrun_with_two_cpu_processes(tiny_model_dir, triplets, tmp_path):
         ("existing_output", "exists and is not a previous training run"),
         ("batch_size_1", "--batch_size must be at least 2"),
         ("lora_and_frozen", "--lora already freezes"),
+        ("too_many_frozen_layers", "--freeze_layers 2: the model has 2 layers"),
         ("resume_without_checkpoint", "no checkpoint"),
     ],
 )
@@ -220,6 +234,8 @@ def test_bad_input_gives_one_error_and_writes_nothing(
         extra = ["--batch_size", "1"]
     elif case == "lora_and_frozen":
         extra = ["--lora", "--freeze_embeddings"]
+    elif case == "too_many_frozen_layers":
+        extra = ["--freeze_layers", "2"]
     elif case == "resume_without_checkpoint":
         extra = ["--resume"]
     before = sorted(p.name for p in tmp_path.iterdir())
