@@ -327,12 +327,13 @@ def markdown_report(metrics: dict) -> str:
 
 def console_table(metrics: dict) -> str:
     systems = list(metrics["systems"])
-    rows = [f"{'metric':<14}" + "".join(f"{s[:22]:>24}" for s in systems)]
+    w = max(len(s) for s in systems) + 2
+    rows = [f"{'metric':<14}" + "".join(f"{s:>{w}}" for s in systems)]
     for m in METRICS:
-        rows.append(f"{m:<14}" + "".join(f"{metrics['systems'][s][m]:>24.4f}" for s in systems))
+        rows.append(f"{m:<14}" + "".join(f"{metrics['systems'][s][m]:>{w}.4f}" for s in systems))
     sts = [metrics["systems"][s].get("sts_spearman") for s in systems]
     if any(v is not None for v in sts):
-        rows.append(f"{'STS ρ×100':<14}" + "".join(f"{'-' if v is None else f'{v:.2f}':>24}" for v in sts))
+        rows.append(f"{'STS ρ×100':<14}" + "".join(f"{'-' if v is None else f'{v:.2f}':>{w}}" for v in sts))
     for versus, b in metrics.get("bootstrap", {}).items():
         rows.append(
             f"nDCG@10 gain vs {versus}: {b['mean']:+.4f} (95% CI {b['low']:+.4f} .. {b['high']:+.4f})"

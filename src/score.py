@@ -1,0 +1,156 @@
+"""Azure ML online-endpoint scoring script: embeddings from the fine-tuned model.
+
+The Azure ML inference server (``azmlinfsrv``) imports this file, calls ``init()`` once and ``run()``
+for every POST /score request.
+
+Request (JSON):   {"texts": ["PWM이 뭐야?"], "input_type": "query", "normalize": true}
+                  the seed's form {"inputs": {"data": ["PWM이 뭐야?"]}} is accepted too
+Response (JSON):  {"embeddings": [[...]], "dim": 384, "model": "bge-m3-kr", "input_type": "query"}
+
+``input_type`` "query" or "passage" applies the model's query or document prompt (none: no prompt).
+Limits come from environment variables: SCORE_MAX_TEXTS (texts per request, default 64),
+SCORE_MAX_CHARS (characters per text, default 2000), SCORE_MAX_BYTES (request body, default 1 MiB),
+SCORE_BATCH_SIZE (encoding batch, default 16; bounds memory for large requests). Bad requests get a
+4xx JSON error; only a genuine server fault is a 500. Logs carry counts, sizes and timings, never text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+logger = logging.getLogger("score")
+
+INPUT_TYPES = ("query", "passage")
+model = None
+model_name = ""
+
+
+class BadRequest(ValueError):
+    """The request is malformed or over a limit: answered with HTTP 400 or 413."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def limit(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def find_model_folder(root: Path) -> Path:
+    """The one sentence-transformers folder (holding modules.json) at or below ``root``.
+
+    Azure ML mounts a registered model at AZUREML_MODEL_DIR/<name>/<version>/... with the registered
+    folder inside, so the folder is searched for rather than assumed."""
+    found = sorted(Path(d) for d, _, files in os.walk(root, followlinks=True) if "modules.json" in files)
+    if not found:
+        raise RuntimeError(f"no sentence-transformers model folder (modules.json) under {root}")
+    if len(found) > 1:
+        raise RuntimeError(f"several model folders under {root}: {', '.join(map(str, found))}")
+    return found[0]
+
+
+def init() -> None:
+    """Load the model once per worker from AZUREML_MODEL_DIR."""
+    global model, model_name
+    from sentence_transformers import SentenceTransformer
+
+    logger.setLevel(logging.INFO)  # the server owns the handlers; this logger's records reach them at INFO
+    root = os.environ.get("AZUREML_MODEL_DIR")
+    if not root:
+        raise RuntimeError("AZUREML_MODEL_DIR is not set")
+    folder = find_model_folder(Path(root))
+    started = time.perf_counter()
+    model = SentenceTransformer(str(folder), device="cuda" if _cuda() else "cpu")
+    model_name = folder.name
+    logger.info("loaded model %s (dim %d) in %.1f s", model_name, model.get_embedding_dimension(),
+                time.perf_counter() - started)  # fmt: skip
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def parse_request(raw_data) -> tuple[list[str], str | None, bool]:
+    """Validate a request body; returns (texts, input_type, normalize) or raises BadRequest."""
+    if isinstance(raw_data, bytes):
+        try:
+            raw_data = raw_data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("request body is not valid UTF-8") from None
+    if not isinstance(raw_data, str) or not raw_data.strip():
+        raise BadRequest('empty request body: send JSON like {"texts": ["PWM이 뭐야?"]}')
+    if len(raw_data.encode("utf-8")) > limit("SCORE_MAX_BYTES", 1 << 20):
+        raise BadRequest(f"request body exceeds {limit('SCORE_MAX_BYTES', 1 << 20)} bytes", 413)
+    try:
+        body = json.loads(raw_data)
+    except (json.JSONDecodeError, RecursionError):
+        raise BadRequest("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    if "texts" in body:
+        texts = body["texts"]
+    elif isinstance(body.get("inputs"), dict) and "data" in body["inputs"]:
+        texts = body["inputs"]["data"]
+    else:
+        raise BadRequest('missing "texts" (or "inputs": {"data": [...]})')
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list) or not texts:
+        raise BadRequest('"texts" must be a non-empty list of strings')
+    if len(texts) > limit("SCORE_MAX_TEXTS", 64):
+        raise BadRequest(
+            f'"texts" has {len(texts)} items; at most {limit("SCORE_MAX_TEXTS", 64)} per request', 413
+        )
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise BadRequest(f'"texts"[{i}] must be a string, got {type(text).__name__}')
+        if len(text) > limit("SCORE_MAX_CHARS", 2000):
+            raise BadRequest(
+                f'"texts"[{i}] has {len(text)} characters; at most {limit("SCORE_MAX_CHARS", 2000)}', 413
+            )
+    input_type = body.get("input_type")
+    if input_type is not None and input_type not in INPUT_TYPES:
+        raise BadRequest(f'"input_type" must be "query" or "passage", got {input_type!r:.40}')
+    normalize = body.get("normalize", True)
+    if not isinstance(normalize, bool):
+        raise BadRequest('"normalize" must be true or false')
+    return texts, input_type, normalize
+
+
+def embed(texts: list[str], input_type: str | None, normalize: bool) -> list[list[float]]:
+    """Embeddings [n, dim] with the prompt of ``input_type``, encoded in bounded batches."""
+    encode = {"query": model.encode_query, "passage": model.encode_document}.get(input_type)
+    options = {"batch_size": limit("SCORE_BATCH_SIZE", 16), "normalize_embeddings": normalize,
+               "convert_to_numpy": True}  # fmt: skip
+    vectors = encode(texts, **options) if encode else model.encode(texts, prompt="", **options)
+    return vectors.tolist()
+
+
+def run(raw_data):
+    """Score one request: a JSON-serializable dict, or an AMLResponse carrying a 4xx error."""
+    from azureml_inference_server_http.api.aml_response import AMLResponse
+
+    started = time.perf_counter()
+    size = len(raw_data) if isinstance(raw_data, (str, bytes)) else 0
+    try:
+        texts, input_type, normalize = parse_request(raw_data)
+    except BadRequest as e:
+        logger.info("rejected request: status %d, %d bytes", e.status, size)
+        return AMLResponse({"error": str(e)}, e.status, json_str=True)
+    embeddings = embed(texts, input_type, normalize)
+    logger.info(
+        "scored %d texts (%d bytes) in %.1f ms", len(texts), size, 1000 * (time.perf_counter() - started)
+    )
+    return {
+        "embeddings": embeddings,
+        "dim": len(embeddings[0]),
+        "model": model_name,
+        "input_type": input_type,
+    }

@@ -1,0 +1,44 @@
+"""azureml/ endpoint and deployment YAMLs: they load and validate offline with azure-ai-ml, point at files
+that exist, and pin the scoring environment to the versions the local serving tests run."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+AZUREML = ROOT / "azureml"
+
+
+def test_endpoint_and_deployment_load_offline():
+    from azure.ai.ml import load_online_deployment, load_online_endpoint
+
+    endpoint = load_online_endpoint(AZUREML / "endpoint.yml")
+    deployment = load_online_deployment(AZUREML / "deployment.yml")
+    assert endpoint.name == deployment.endpoint_name == "kr-elec-embed"
+    assert endpoint.auth_mode == "key"
+    assert deployment.request_settings.request_timeout_ms >= 1000
+    assert deployment.liveness_probe.initial_delay >= 30 and deployment.readiness_probe.failure_threshold >= 3
+    assert deployment.environment_variables["SCORE_MAX_TEXTS"] == "64"
+
+
+def test_scoring_script_and_conda_file_exist():
+    spec = yaml.safe_load((AZUREML / "deployment.yml").read_text())
+    code = (AZUREML / spec["code_configuration"]["code"]).resolve()
+    assert (code / spec["code_configuration"]["scoring_script"]).is_file()
+    assert (AZUREML / spec["environment"]["conda_file"]).is_file()
+
+
+def test_scoring_environment_pins_match_the_tested_versions():
+    conda = yaml.safe_load((AZUREML / "score-env" / "conda.yml").read_text())
+    pins = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    for pin in pins:
+        name, pinned = pin.split("==")
+        assert version(name) == pinned, f"{name}: conda pins {pinned}, tests run {version(name)}"
+    assert {p.split("==")[0] for p in pins} >= {
+        "azureml-inference-server-http",
+        "sentence-transformers",
+        "torch",
+    }

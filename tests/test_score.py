@@ -1,0 +1,202 @@
+"""src/score.py behind the real Azure ML inference server (azmlinfsrv over a socket), plus a fuzz test of run()."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = ["PWM이 뭐야?", "벅 컨버터는 입력보다 낮은 전압을 만든다.", "decoupling capacitor"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model laid out as Azure ML mounts a registered model: <root>/<name>/<version>/<folder>."""
+    version_dir = tmp_path_factory.mktemp("azureml-models") / "bge-m3-kr" / "1"
+    shutil.copytree(tiny_model_dir, version_dir / "bge-m3-kr")
+    return version_dir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(
+    url: str, body: bytes | None = None, content_type: str = "application/json"
+) -> tuple[int, dict | str]:
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": content_type} if body is not None else {}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, text = response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        status, text = e.code, e.read().decode()
+    try:
+        return status, json.loads(text)
+    except json.JSONDecodeError:
+        return status, text
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, tmp_path_factory):
+    port = free_port()
+    log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
+    env = {**os.environ, "SCORE_MAX_TEXTS": "8", "SCORE_MAX_CHARS": "200", "SCORE_MAX_BYTES": "4096"}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("azmlinfsrv")), "--entry_script", str(ROOT / "src" / "score.py"),
+         "--model_dir", str(model_dir), "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if call(url + "/")[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("azmlinfsrv did not become ready: " + Path(log.name).read_text()[-2000:])
+    yield url, Path(log.name)
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_embeddings_equal_sentence_transformers(server, tiny_model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    url, _ = server
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    for input_type, expected in [
+        ("query", model.encode_query(TEXTS)),
+        ("passage", model.encode_document(TEXTS)),
+        (None, model.encode(TEXTS, prompt="")),
+    ]:
+        body = {"texts": TEXTS} | ({"input_type": input_type} if input_type else {})
+        status, response = call(url + "/score", json.dumps(body).encode())
+        assert status == 200, response
+        assert (
+            response["dim"] == 32
+            and response["model"] == "bge-m3-kr"
+            and response["input_type"] == input_type
+        )
+        np.testing.assert_allclose(np.array(response["embeddings"]), expected, atol=1e-5)
+    status, seed_form = call(url + "/score", json.dumps({"inputs": {"data": TEXTS[:1]}}).encode())
+    assert status == 200 and len(seed_form["embeddings"]) == 1
+    status, raw = call(url + "/score", json.dumps({"texts": TEXTS[:1], "normalize": False}).encode())
+    assert status == 200  # the model's own output (this one ends in a Normalize module)
+    np.testing.assert_allclose(
+        raw["embeddings"], model.encode(TEXTS[:1], prompt="", normalize_embeddings=False), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (b"{not json", 400, "not valid JSON"),
+    (b"[1, 2]", 400, "must be a JSON object"),
+    (b'{"text": ["a"]}', 400, 'missing "texts"'),
+    (b'{"texts": []}', 400, "non-empty list"),
+    (b'{"texts": ["a", 3]}', 400, '"texts"[1] must be a string'),
+    (b'{"texts": ["a"], "input_type": "doc"}', 400, '"input_type" must be'),
+    (b'{"texts": ["a"], "normalize": "yes"}', 400, '"normalize" must be'),
+    (json.dumps({"texts": ["a"] * 9}).encode(), 413, "at most 8 per request"),
+    (json.dumps({"texts": ["가" * 201]}).encode(), 413, "at most 200"),
+    (json.dumps({"texts": ["a" * 150] * 8, "pad": "x" * 4000}).encode(), 413, "exceeds 4096 bytes"),
+    (b"\xff\xfe", 400, "UTF-8"),  # rejected by the server itself before run(), as {"message": ...}
+])  # fmt: skip
+def test_bad_requests_get_a_4xx_json_error_and_the_server_stays_up(server, body, status, message):
+    url, _ = server
+    got_status, response = call(url + "/score", body)
+    assert got_status == status and message in (response.get("error") or response["message"]), response
+    assert call(url + "/")[0] == 200
+    assert call(url + "/score", json.dumps({"texts": ["ok"]}).encode())[0] == 200
+
+
+def test_empty_body_and_form_post_are_400(server):
+    url, _ = server
+    for body, content_type in [(b"", "application/json"), (b"a=1&b=2", "application/x-www-form-urlencoded")]:
+        status, response = call(url + "/score", body, content_type)
+        assert status == 400 and "empty request body" in response["error"], response
+
+
+def test_logs_never_contain_request_text(server):
+    url, log = server
+    secret = "비밀문장XYZ"
+    assert call(url + "/score", json.dumps({"texts": [secret]}).encode())[0] == 200
+    time.sleep(0.3)
+    text = log.read_text()
+    assert "scored 1 texts" in text and secret not in text
+
+
+def test_readme_request_example_is_served(server):
+    url, _ = server
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## 엔드포인트 호출", 1)[1]
+    request = json.loads(re.search(r"```json\n(.*?)\n```", section, re.S).group(1))
+    documented = json.loads(re.findall(r"```json\n(.*?)\n```", section, re.S)[1])
+    status, response = call(url + "/score", json.dumps(request).encode())
+    assert status == 200 and set(response) == set(documented)
+    assert len(response["embeddings"]) == len(request["texts"])
+
+
+def test_model_folder_discovery(tmp_path, model_dir):
+    import src.score as score
+
+    assert score.find_model_folder(model_dir) == model_dir / "bge-m3-kr"
+    with pytest.raises(RuntimeError, match="no sentence-transformers model folder"):
+        score.find_model_folder(tmp_path)
+    shutil.copytree(model_dir / "bge-m3-kr", tmp_path / "a")
+    shutil.copytree(model_dir / "bge-m3-kr", tmp_path / "b")
+    with pytest.raises(RuntimeError, match="several model folders"):
+        score.find_model_folder(tmp_path)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(
+    JSON.map(json.dumps),
+    st.fixed_dictionaries({"texts": st.lists(st.text(max_size=50), max_size=5)},
+                          optional={"input_type": st.sampled_from(["query", "passage", "x"]), "normalize": JSON}).map(json.dumps),
+    st.text(max_size=60),
+    st.binary(max_size=60),
+))  # fmt: skip
+def test_fuzzed_requests_never_fail_with_a_server_error(loaded_score, body):
+    result = loaded_score.run(body)
+    if isinstance(result, dict):
+        assert len(result["embeddings"]) >= 1 and result["dim"] == 32
+    else:
+        assert 400 <= result.status_code < 500
+
+
+@pytest.fixture(scope="module")
+def loaded_score(model_dir):
+    import src.score as score
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AZUREML_MODEL_DIR", str(model_dir))
+        score.init()
+        yield score
