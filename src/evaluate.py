@@ -432,6 +432,7 @@ def evaluate(args: argparse.Namespace, argv: list[str]) -> dict:
             "test_concepts": len({r.concept_id for r in test.rows}),
             "seed": args.seed,
         },
+        "roles": {"fine_tuned": names[0], "baseline": names[1] if baseline else None, "bm25": names[-1]},
         "systems": systems,
         "slices": slice_table(test, per_query),
     }

@@ -20,6 +20,7 @@ from src.evaluate import (
     read_sts,
     retrieval_metrics,
 )
+from src.gate import main as gate_main
 from src.synth_data import main as synth_main
 
 STS_HEADER = "genre\tfilename\tyear\tid\tscore\tsentence1\tsentence2"
@@ -149,6 +150,10 @@ def test_report_folder_side_by_side_and_deterministic(split, tuned, tmp_path, ca
     assert metrics["systems"][tuned_name]["sts_spearman"] is not None
     assert set(metrics["slices"]) == {"style", "category", "kind"}
     assert "## 질의 스타일별 nDCG@10" in (tmp_path / "a" / "report.md").read_text()
+    assert (
+        gate_main(["--metrics", str(tmp_path / "a" / "metrics.json")]) == 1
+    )  # real output: no gain, gate fails
+    assert "FAIL  ndcg_gain" in capsys.readouterr().out
     assert run(split, tuned, tmp_path / "b") == 0
     assert (tmp_path / "a" / "metrics.json").read_text().replace("/a", "/b") == (
         tmp_path / "b" / "metrics.json"
