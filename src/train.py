@@ -115,6 +115,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     train.add_argument("--mini_batch_size", type=int, default=8, help="chunk size of cached_mnrl")
     train.add_argument(
+        "--temperature",
+        type=float,
+        default=0.05,
+        help="softmax temperature of the contrastive loss (logits = cosine / temperature)",
+    )
+    train.add_argument(
         "--batching",
         choices=["concept", "random"],
         default="concept",
@@ -152,6 +158,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError("--max_query_length must be >= 4 and --max_seq_length >= 8")
     if not 0 <= args.dev_ratio < 0.5:
         raise UsageError("--dev_ratio must be in [0, 0.5)")
+    if not 0 < args.temperature <= 1:
+        raise UsageError("--temperature must be in (0, 1]")
     if args.loss == "cached_mnrl" and args.mini_batch_size < 1:
         raise UsageError("--mini_batch_size must be >= 1")
     out = args.output_dir
@@ -446,9 +454,11 @@ def train(args: argparse.Namespace):
 
     # 4. loss
     if args.loss == "cached_mnrl":
-        loss = losses.CachedMultipleNegativesRankingLoss(model, mini_batch_size=args.mini_batch_size)
+        loss = losses.CachedMultipleNegativesRankingLoss(
+            model, scale=1 / args.temperature, mini_batch_size=args.mini_batch_size
+        )
     else:
-        loss = losses.MultipleNegativesRankingLoss(model)
+        loss = losses.MultipleNegativesRankingLoss(model, scale=1 / args.temperature)
 
     # 5. evaluator
     evaluator = dev_evaluator(splits.dev, args.max_dev_queries, args.seed) if splits.dev else None
