@@ -57,6 +57,14 @@ class Passage:
     text: str
 
 
+@dataclasses.dataclass(frozen=True)
+class FaqEntry:
+    """One FAQ item for FAQ matching: a question users ask and its answer."""
+
+    question: str
+    answer: str
+
+
 # Glossary categories: key -> Korean label used in reports. "general" holds user additions
 # that come from the plain terms / acronyms files without a category.
 CATEGORIES = {

@@ -1,0 +1,282 @@
+"""Semantic search, FAQ matching and term recommendation with a trained model folder.
+
+    uv run python -m src.search --model_path outputs/pipeline/model --query "PWM이 뭐야?"
+    uv run python -m src.search --model_path outputs/pipeline/model --query "강압 컨버터" --compare e5-small-offline
+    uv run python -m src.search --model_path outputs/pipeline/model --corpus faq.jsonl   # interactive prompt
+    uv run python -m src.search --model_path outputs/pipeline/model --related "벅 컨버터"
+
+The corpus is the glossary by default (one passage per concept: term, English name, definition) or a
+file: ``.txt`` (a passage per line), passage JSONL (src.synth_data's corpus: passage_id, concept_id,
+category, text) or FAQ JSONL (question, answer; a user's question is matched against the FAQ questions,
+both encoded as queries). Queries get the model's query prompt, passages its document prompt.
+Corpus embeddings are cached in --cache_dir under a key of the model (its files' names, sizes and
+modification times), the corpus content and the encoding mode, so a retrained model or an edited corpus
+is re-indexed and anything else is reused. ``--bm25_weight`` mixes in the evaluation stage's BM25.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from src.base_model import ModelNotFound, resolve_model
+from src.data import (
+    DataError,
+    FaqEntry,
+    GlossaryEntry,
+    Passage,
+    atomic_path,
+    iter_json_lines,
+    load_glossary,
+    read_jsonl,
+    read_text_lines,
+)
+from src.synth_data import normalize_name
+
+GLOSSARY = Path("data/glossary_ko.jsonl")
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One searchable item: ``text`` is embedded, ``shown`` is printed; glossary concepts keep their names."""
+
+    doc_id: str
+    text: str
+    shown: str
+    category: str = ""
+    names: tuple[str, ...] = ()
+
+
+@dataclass
+class Index:
+    docs: list[Doc]
+    embeddings: np.ndarray  # [n_docs, dim] float32 unit vectors
+    as_queries: bool  # FAQ questions are encoded with the query prompt
+
+
+def concept_doc(c: GlossaryEntry) -> Doc:
+    names = ", ".join(x for x in (c.english, c.acronym) if x)
+    head = f"{c.term} ({names})" if names else c.term
+    text = f"{head}: {c.definition}" if c.definition else head
+    return Doc(
+        c.id, text, text, c.category, tuple(n for n in (c.term, c.english, c.acronym, *c.aliases) if n)
+    )
+
+
+def load_corpus(path: Path | None) -> tuple[list[Doc], bool]:
+    """The documents of ``path`` (the glossary when None) and whether they are encoded as queries (FAQ)."""
+    path = path or GLOSSARY
+    if path.suffix == ".txt":
+        return [Doc(f"line{n}", text, text) for n, text in read_text_lines(path)], False
+    first = next(iter_json_lines(path), None)
+    if first is None:
+        raise DataError(path, "file is empty (no JSON lines)")
+    keys = set(first[1]) if isinstance(first[1], dict) else set()
+    if "question" in keys:
+        faq = read_jsonl(path, FaqEntry)
+        return [Doc(f"faq{i}", e.question, f"{e.question} → {e.answer}") for i, e in enumerate(faq)], True
+    if "term" in keys:
+        return [concept_doc(c) for c in load_glossary(path)], False
+    if "text" in keys:
+        return [Doc(p.passage_id, p.text, p.text, p.category) for p in read_jsonl(path, Passage)], False
+    raise DataError(
+        path,
+        "unknown corpus format: expected 'question'/'answer' (FAQ), 'text' (passages) or 'term' (glossary)",
+        1,
+    )
+
+
+def model_key(folder: Path) -> str:
+    """Fingerprint of a model folder: every file's relative name, size and modification time."""
+    h = hashlib.sha256(str(folder.resolve()).encode())
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(folder)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()
+
+
+def index_key(model_folder: Path, docs: list[Doc], as_queries: bool) -> str:
+    h = hashlib.sha256(f"{model_key(model_folder)}:{as_queries}".encode())
+    for d in docs:
+        h.update(d.text.encode() + b"\0")
+    return h.hexdigest()[:24]
+
+
+def build_index(model, model_folder: Path, docs: list[Doc], as_queries: bool, cache_dir: Path) -> Index:
+    """Embed the corpus, or load the cached embeddings of the same model, corpus and mode."""
+    cache = cache_dir / f"{index_key(model_folder, docs, as_queries)}.npy"
+    if cache.is_file():
+        print(f"index: reusing {cache}", file=sys.stderr)
+        return Index(docs, np.load(cache), as_queries)
+    encode = model.encode_query if as_queries else model.encode_document
+    embeddings = encode([d.text for d in docs], batch_size=32, normalize_embeddings=True,
+                        show_progress_bar=True, convert_to_numpy=True).astype(np.float32)  # fmt: skip
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache) as tmp, open(tmp, "wb") as f:
+        np.save(f, embeddings)
+    print(f"index: {len(docs)} documents embedded, cached at {cache}", file=sys.stderr)
+    return Index(docs, embeddings, as_queries)
+
+
+def search(
+    model, index: Index, queries: list[str], top_k: int, bm25_weight: float = 0.0
+) -> list[list[tuple[int, float]]]:
+    """Top-k (document index, score) per query; score = cosine, or with ``bm25_weight`` w:
+    (1 - w) * cosine + w * BM25 / (the query's best BM25)."""
+    scores = (
+        model.encode_query(queries, normalize_embeddings=True, convert_to_numpy=True) @ index.embeddings.T
+    )
+    if bm25_weight > 0:
+        from src.evaluate import bm25_scores
+
+        lexical = bm25_scores(queries, [d.text for d in index.docs])
+        best = lexical.max(axis=1, keepdims=True)
+        scores = (1 - bm25_weight) * scores + bm25_weight * np.divide(
+            lexical, best, where=best > 0, out=np.zeros_like(lexical)
+        )
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+    return [[(int(j), float(scores[i, j])) for j in row] for i, row in enumerate(top)]
+
+
+def find_concept(index: Index, term: str) -> int | None:
+    """Index of the glossary concept one of whose names is ``term`` (spacing, case, hyphens ignored)."""
+    key = normalize_name(term)
+    return next((i for i, d in enumerate(index.docs) if key in map(normalize_name, d.names)), None)
+
+
+def related(model, index: Index, term: str, top_k: int) -> list[tuple[int, float]]:
+    """Concepts nearest to ``term``: a glossary concept is compared by its own embedding, any other text
+    is encoded as a query; the concept itself and any concept named like ``term`` are left out."""
+    found = find_concept(index, term)
+    if found is not None:
+        vector = index.embeddings[found]
+    else:
+        vector = model.encode_query([term], normalize_embeddings=True, convert_to_numpy=True)[0]
+    scores = index.embeddings @ vector
+    key = normalize_name(term)
+    excluded = {i for i, d in enumerate(index.docs) if key in map(normalize_name, d.names)} | {found}
+    order = [int(j) for j in np.argsort(-scores, kind="stable") if int(j) not in excluded]
+    return [(j, float(scores[j])) for j in order[:top_k]]
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` cut and padded to ``width`` terminal columns (Korean characters take two)."""
+    out, used = "", 0
+    for ch in text.replace("\n", " "):
+        w = 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        if used + w > width - 1 and len(text) > len(out) + 1:
+            return out + "…" + " " * (width - used - 1)
+        out, used = out + ch, used + w
+    return out + " " * (width - used)
+
+
+def format_hits(index: Index, hits: list[tuple[int, float]], width: int) -> list[str]:
+    return [f"{r:>2}. {s:.4f}  {fit(index.docs[j].shown, width)}" for r, (j, s) in enumerate(hits, start=1)]
+
+
+def print_results(title: str, columns: dict[str, tuple[Index, list[tuple[int, float]]]], width: int) -> None:
+    """One block per query: each system's hits in its own column."""
+    print(f"\n{title}")
+    names = list(columns)
+    blocks = [format_hits(*columns[n], width) for n in names]
+    col = width + 12
+    print("   ".join(fit(n, col) for n in names).rstrip())
+    for row in zip(*blocks, strict=True):
+        print("   ".join(fit(cell, col) for cell in row).rstrip())
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--model_path", default="outputs/bge-m3-kr", help="model folder, Hub id or e5-small-offline"
+    )
+    p.add_argument("--compare", metavar="BASE_MODEL", help="also show this model's results side by side")
+    p.add_argument(
+        "--corpus",
+        type=Path,
+        help="corpus file (.txt, passage or FAQ JSONL, glossary); default: the glossary",
+    )
+    p.add_argument("--query", action="append", help="a query (repeatable); none: read queries interactively")
+    p.add_argument("--related", action="append", metavar="TERM", help="recommend concepts related to TERM")
+    p.add_argument("--top_k", type=int, default=5)
+    p.add_argument("--bm25_weight", type=float, default=0.0, help="hybrid: weight of normalized BM25 (0-1)")
+    p.add_argument("--cache_dir", type=Path, default=Path("outputs/index"))
+    p.add_argument("--width", type=int, default=60, help="columns of text shown per result")
+    args = p.parse_args(argv)
+    if args.top_k < 1 or not 0 <= args.bm25_weight <= 1:
+        p.error("--top_k must be >= 1 and --bm25_weight in [0, 1]")
+    return args
+
+
+def load(name: str):
+    """A SentenceTransformer and its local folder, or ModelNotFound with one clear message."""
+    from sentence_transformers import SentenceTransformer
+
+    folder = Path(resolve_model(name))
+    if not (folder / "modules.json").is_file():
+        raise ModelNotFound(f"{name}: not a sentence-transformers model folder (no modules.json)")
+    return SentenceTransformer(str(folder), device="cpu"), folder
+
+
+def read_queries() -> list[str]:
+    """Queries typed at a prompt (empty line or Ctrl-D ends) or piped one per line."""
+    if not sys.stdin.isatty():
+        return [line.strip() for line in sys.stdin if line.strip()]
+    queries = []
+    while True:
+        try:
+            line = input("질의> ").strip()
+        except EOFError:
+            break
+        if not line:
+            break
+        queries.append(line)
+    return queries
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        docs, as_queries = load_corpus(args.corpus)
+        systems = {}
+        for label, name in (("fine-tuned", args.model_path), ("base", args.compare)):
+            if name:
+                model, folder = load(name)
+                title = f"{label} ({folder.name})" if args.compare else folder.name
+                systems[title] = (model, build_index(model, folder, docs, as_queries, args.cache_dir))
+    except (DataError, ModelNotFound, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    names = list(systems)[::-1]  # base first, fine-tuned second: read left to right as before -> after
+    for term in args.related or []:
+        any_index = next(iter(systems.values()))[1]
+        if find_concept(any_index, term) is None and not any_index.docs[0].names:
+            print(
+                "error: --related needs the glossary corpus (no --corpus, or a glossary file)",
+                file=sys.stderr,
+            )
+            return 2
+        columns = {n: (systems[n][1], related(systems[n][0], systems[n][1], term, args.top_k)) for n in names}
+        print_results(f"관련 용어: {term}", columns, args.width)
+    queries = args.query if args.query or args.related else read_queries()
+    for q in queries or []:
+        columns = {n: (systems[n][1], search(systems[n][0], systems[n][1], [q], args.top_k, args.bm25_weight)[0])
+                   for n in names}  # fmt: skip
+        print_results(f"질의: {q}", columns, args.width)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
