@@ -357,8 +357,10 @@ def build_bert(e5: E5File, show_progress: bool = True):
     return model.eval()
 
 
-def save_sentence_transformer(model, tokenizer, output_dir: Path, prompts: dict[str, str]) -> None:
-    """Write a BertModel + tokenizer as a sentence-transformers folder (mean pooling, L2 normalization)."""
+def save_sentence_transformer(
+    model, tokenizer, output_dir: Path, prompts: dict[str, str], pooling_mode: str = "mean"
+) -> None:
+    """Write a BertModel + tokenizer as a sentence-transformers folder (pooling, then L2 normalization)."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
@@ -366,7 +368,7 @@ def save_sentence_transformer(model, tokenizer, output_dir: Path, prompts: dict[
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         transformer = Transformer(staging, max_seq_length=tokenizer.model_max_length)
-        pooling = Pooling(model.config.hidden_size, pooling_mode="mean")
+        pooling = Pooling(model.config.hidden_size, pooling_mode=pooling_mode)
         st = SentenceTransformer(modules=[transformer, pooling, Normalize()], prompts=prompts, device="cpu")
         st.save(str(output_dir))
 

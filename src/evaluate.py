@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from src import m3
 from src.base_model import ModelNotFound, resolve_model
 from src.data import CATEGORIES, DataError, Passage, Triplet, atomic_path, read_jsonl
 
@@ -189,6 +190,14 @@ def dense_scores(model, test: TestSet, sts: tuple | None, batch_size: int) -> De
     )
 
 
+def m3_mode_scores(path: str, test: TestSet, batch_size: int, weights: tuple[float, float, float]) -> dict:
+    """An M3 model's dense, sparse, multi-vector and hybrid scores, each [n_queries, n_corpus]."""
+    model = m3.load(path)
+    queries = m3.encode(model, [r.query for r in test.rows], batch_size, max_length=128)
+    corpus = m3.encode(model, [p.text for p in test.corpus], batch_size, max_length=512)
+    return m3.mode_scores(queries, corpus, weights)
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -321,6 +330,8 @@ def markdown_report(metrics: dict) -> str:
             lines.append(
                 f"| {label} | {cells['n']} | " + " | ".join(f"{cells[s]:.4f}" for s in systems) + " |"
             )
+    lines += ["", "## BGE-M3 검색 모드 (dense · sparse · multi-vector · hybrid)", ""]
+    lines += [f"- {name}: {note}" for name, note in metrics.get("m3", {}).items()]
     lines += ["", "## 그림", "", "![metrics](metrics.png)", "", "![styles](styles.png)", ""]
     return "\n".join(lines)
 
@@ -354,6 +365,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="model to compare with (default: the base model in training_summary.json; 'none' to skip)",
     )
     models.add_argument("--batch_size", type=int, default=32)
+    models.add_argument(
+        "--m3_weights",
+        type=float,
+        nargs=3,
+        default=list(m3.DEFAULT_WEIGHTS),
+        metavar=("DENSE", "SPARSE", "COLBERT"),
+        help="hybrid weights of an M3 model's modes (the BGE-M3 paper's default: 1 0.3 1)",
+    )
     data = p.add_argument_group("data")
     data.add_argument("--test_data", type=Path, default=Path("data/test.jsonl"))
     data.add_argument("--corpus", type=Path, default=Path("data/corpus_test.jsonl"))
@@ -395,8 +414,8 @@ def evaluate(args: argparse.Namespace, argv: list[str]) -> dict:
     if baseline:
         paths[f"base ({baseline})"] = resolve_model(baseline)
 
-    # 3. score every system
-    per_query, systems = {}, {}
+    # 3. score every system (M3 models add their sparse, multi-vector and hybrid modes)
+    per_query, systems, m3_notes = {}, {}, {}
     relevant = test.relevant
     for name, path in paths.items():
         print(f"Encoding with {name} ...", file=sys.stderr)
@@ -408,6 +427,14 @@ def evaluate(args: argparse.Namespace, argv: list[str]) -> dict:
             "mean_neg_sim": float(result.triplet_neg.mean()),
             "sts_spearman": result.sts_spearman,
         }
+        if not m3.is_m3(path):
+            m3_notes[name] = "dense only (no sparse_linear.pt / colbert_linear.pt): M3 modes not available"
+            continue
+        m3_notes[name] = f"M3 modes evaluated; hybrid weights dense/sparse/colbert = {list(args.m3_weights)}"
+        for mode, scores in m3_mode_scores(path, test, args.batch_size, tuple(args.m3_weights)).items():
+            if mode != "dense":  # the dense mode is the sentence-transformers system above
+                per_query[f"{name} {mode}"] = retrieval_metrics(rank_top_k(scores), relevant)
+                systems[f"{name} {mode}"] = {}
     bm25 = bm25_scores([r.query for r in test.rows], [p.text for p in test.corpus])
     per_query["BM25 (kiwi)"] = retrieval_metrics(rank_top_k(bm25), relevant)
     systems["BM25 (kiwi)"] = {}
@@ -416,6 +443,8 @@ def evaluate(args: argparse.Namespace, argv: list[str]) -> dict:
     for name, values in per_query.items():
         systems[name] = {**{m: round(float(v.mean()), 4) for m, v in values.items()}, **systems[name]}
     names = list(per_query)
+    tuned, base_name = list(paths)[0], (list(paths)[1] if baseline else None)
+    others = [n for n in names if n != tuned]
     metrics = {
         "command": "python -m src.evaluate " + shlex.join(argv),
         "model": args.model_path,
@@ -432,13 +461,13 @@ def evaluate(args: argparse.Namespace, argv: list[str]) -> dict:
             "test_concepts": len({r.concept_id for r in test.rows}),
             "seed": args.seed,
         },
-        "roles": {"fine_tuned": names[0], "baseline": names[1] if baseline else None, "bm25": names[-1]},
+        "roles": {"fine_tuned": tuned, "baseline": base_name, "bm25": names[-1]},
+        "m3": m3_notes,
         "systems": systems,
         "slices": slice_table(test, per_query),
     }
-    tuned, others = names[0], names[1:]
     if baseline:
-        metrics["difference"] = {m: round(systems[tuned][m] - systems[others[0]][m], 4) for m in METRICS}
+        metrics["difference"] = {m: round(systems[tuned][m] - systems[base_name][m], 4) for m in METRICS}
     metrics["bootstrap"] = {}
     for other in others:
         mean, low, high = paired_bootstrap(

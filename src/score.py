@@ -8,6 +8,9 @@ Request (JSON):   {"texts": ["PWM이 뭐야?"], "input_type": "query", "normaliz
 Response (JSON):  {"embeddings": [[...]], "dim": 384, "model": "bge-m3-kr", "input_type": "query"}
 
 ``input_type`` "query" or "passage" applies the model's query or document prompt (none: no prompt).
+For a BGE-M3 model folder (with FlagEmbedding's sparse_linear.pt / colbert_linear.pt heads)
+``"return_sparse": true`` adds "sparse": per text a {token: weight} map, and ``"return_colbert": true``
+adds "colbert": per text its token vectors; a dense-only model answers those with a 400.
 Limits come from environment variables: SCORE_MAX_TEXTS (texts per request, default 64),
 SCORE_MAX_CHARS (characters per text, default 2000), SCORE_MAX_BYTES (request body, default 1 MiB),
 SCORE_BATCH_SIZE (encoding batch, default 16; bounds memory for large requests). Bad requests get a
@@ -20,13 +23,26 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 logger = logging.getLogger("score")
 
 INPUT_TYPES = ("query", "passage")
 model = None
+m3_model = None  # FlagEmbedding's BGEM3FlagModel when the folder has the M3 heads
+# src.m3.HEADS; repeated because Azure ML deploys this file without the rest of src/
+M3_HEADS = ("colbert_linear.pt", "sparse_linear.pt")
 model_name = ""
+
+
+@dataclass(frozen=True)
+class Request:
+    texts: list[str]
+    input_type: str | None
+    normalize: bool
+    return_sparse: bool
+    return_colbert: bool
 
 
 class BadRequest(ValueError):
@@ -56,7 +72,7 @@ def find_model_folder(root: Path) -> Path:
 
 def init() -> None:
     """Load the model once per worker from AZUREML_MODEL_DIR."""
-    global model, model_name
+    global model, m3_model, model_name
     from sentence_transformers import SentenceTransformer
 
     logger.setLevel(logging.INFO)  # the server owns the handlers; this logger's records reach them at INFO
@@ -65,7 +81,12 @@ def init() -> None:
         raise RuntimeError("AZUREML_MODEL_DIR is not set")
     folder = find_model_folder(Path(root))
     started = time.perf_counter()
-    model = SentenceTransformer(str(folder), device="cuda" if _cuda() else "cpu")
+    device = "cuda" if _cuda() else "cpu"
+    model = SentenceTransformer(str(folder), device=device)
+    if all((folder / head).is_file() for head in M3_HEADS):
+        from FlagEmbedding import BGEM3FlagModel
+
+        m3_model = BGEM3FlagModel(str(folder), use_fp16=device == "cuda", devices=[device])
     model_name = folder.name
     logger.info("loaded model %s (dim %d) in %.1f s", model_name, model.get_embedding_dimension(),
                 time.perf_counter() - started)  # fmt: skip
@@ -77,8 +98,8 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def parse_request(raw_data) -> tuple[list[str], str | None, bool]:
-    """Validate a request body; returns (texts, input_type, normalize) or raises BadRequest."""
+def parse_request(raw_data) -> Request:
+    """Validate a request body; raises BadRequest."""
     if isinstance(raw_data, bytes):
         try:
             raw_data = raw_data.decode("utf-8")
@@ -118,10 +139,16 @@ def parse_request(raw_data) -> tuple[list[str], str | None, bool]:
     input_type = body.get("input_type")
     if input_type is not None and input_type not in INPUT_TYPES:
         raise BadRequest(f'"input_type" must be "query" or "passage", got {input_type!r:.40}')
-    normalize = body.get("normalize", True)
-    if not isinstance(normalize, bool):
-        raise BadRequest('"normalize" must be true or false')
-    return texts, input_type, normalize
+    flags = {}
+    for key, default in (("normalize", True), ("return_sparse", False), ("return_colbert", False)):
+        flags[key] = body.get(key, default)
+        if not isinstance(flags[key], bool):
+            raise BadRequest(f'"{key}" must be true or false')
+    if (flags["return_sparse"] or flags["return_colbert"]) and m3_model is None:
+        raise BadRequest(
+            "this model has no sparse/ColBERT heads (not a BGE-M3 model): request dense embeddings only"
+        )
+    return Request(texts, input_type, **flags)
 
 
 def embed(texts: list[str], input_type: str | None, normalize: bool) -> list[list[float]]:
@@ -140,17 +167,32 @@ def run(raw_data):
     started = time.perf_counter()
     size = len(raw_data) if isinstance(raw_data, (str, bytes)) else 0
     try:
-        texts, input_type, normalize = parse_request(raw_data)
+        request = parse_request(raw_data)
     except BadRequest as e:
         logger.info("rejected request: status %d, %d bytes", e.status, size)
         return AMLResponse({"error": str(e)}, e.status, json_str=True)
-    embeddings = embed(texts, input_type, normalize)
-    logger.info(
-        "scored %d texts (%d bytes) in %.1f ms", len(texts), size, 1000 * (time.perf_counter() - started)
-    )
-    return {
+    embeddings = embed(request.texts, request.input_type, request.normalize)
+    response = {
         "embeddings": embeddings,
         "dim": len(embeddings[0]),
         "model": model_name,
-        "input_type": input_type,
+        "input_type": request.input_type,
     }
+    if request.return_sparse or request.return_colbert:
+        response.update(m3_outputs(request))
+    logger.info("scored %d texts (%d bytes) in %.1f ms", len(request.texts), size,
+                1000 * (time.perf_counter() - started))  # fmt: skip
+    return response
+
+
+def m3_outputs(request: Request) -> dict:
+    """The requested M3 modes: "sparse" [{token: weight}] and/or "colbert" [[[float] per token]]."""
+    out = m3_model.encode(request.texts, batch_size=limit("SCORE_BATCH_SIZE", 16), return_dense=False,
+                          return_sparse=request.return_sparse, return_colbert_vecs=request.return_colbert)  # fmt: skip
+    result = {}
+    if request.return_sparse:
+        result["sparse"] = [{m3_model.tokenizer.decode([int(t)]): round(float(w), 6) for t, w in weights.items()}
+                            for weights in out["lexical_weights"]]  # fmt: skip
+    if request.return_colbert:
+        result["colbert"] = [v.round(6).tolist() for v in out["colbert_vecs"]]
+    return result

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from src import m3
 from src.base_model import STANDIN_NAME, ModelNotFound, resolve_model
 from src.data import DataError, Triplet, atomic_path, read_jsonl
 
@@ -559,6 +560,7 @@ def train(args: argparse.Namespace):
             merge_lora(model)
         with atomic_path(args.output_dir, is_dir=True) as tmp:
             model.save(str(tmp))
+            summary["m3_heads"] = m3.carry_heads(base_path, tmp) or None  # sparse/ColBERT heads, unchanged
             (tmp / SUMMARY_FILE).write_text(
                 json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8"
             )

@@ -77,6 +77,24 @@ def tiny_model_dir(tmp_path_factory, xlmr_tokenizer) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_m3_dir(tmp_path_factory, xlmr_tokenizer) -> Path:
+    """A tiny BGE-M3-style folder: the tiny encoder with [CLS] pooling and no prompts (as bge-m3), plus
+    randomly initialised FlagEmbedding heads of the right shapes (colbert_linear: hidden -> hidden,
+    sparse_linear: hidden -> 1) saved as FlagEmbedding saves them."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(1)
+    config = BertConfig(vocab_size=len(xlmr_tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, pad_token_id=xlmr_tokenizer.pad_token_id)  # fmt: skip
+    path = tmp_path_factory.mktemp("tiny-m3") / "tiny-m3"
+    save_sentence_transformer(BertModel(config), xlmr_tokenizer, path, {}, pooling_mode="cls")
+    torch.save(torch.nn.Linear(32, 32).state_dict(), path / "colbert_linear.pt")
+    torch.save(torch.nn.Linear(32, 1).state_dict(), path / "sparse_linear.pt")
+    return path
+
+
+@pytest.fixture(scope="session")
 def standin_dir() -> Path:
     """The converted multilingual-e5-small folder (materialized once under outputs/models)."""
     return ensure_standin()

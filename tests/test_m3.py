@@ -1,0 +1,131 @@
+"""BGE-M3's three modes on a tiny M3-style folder: the heads survive training, the output loads with
+both SentenceTransformer and FlagEmbedding's BGEM3FlagModel, the mode scores match FlagEmbedding's
+own scoring, and evaluation and scoring expose dense, sparse, multi-vector and hybrid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from src import evaluate, m3, score, train
+from src.data import Triplet, read_jsonl, write_jsonl
+from src.synth_data import main as synth_main
+
+TEXTS = [
+    "PWM이 뭐야?",
+    "펄스 폭 변조는 듀티비로 평균 전압을 조절한다.",
+    "벅 컨버터는 전압을 낮춘다.",
+    "I2C 풀업 저항",
+]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("m3-data")
+    assert synth_main(["--output-dir", str(out), "--seed", "5"]) == 0
+    write_jsonl(out / "small.jsonl", read_jsonl(out / "train.jsonl", Triplet)[:300])
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained_m3(tiny_m3_dir, data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("m3-trained") / "model"
+    assert train.main(["--model_name", str(tiny_m3_dir), "--train_data", str(data / "small.jsonl"),
+                       "--output_dir", str(out), "--use_cpu", "--batch_size", "8", "--max_steps", "4",
+                       "--eval_steps", "2", "--learning_rate", "1e-3"]) == 0  # fmt: skip
+    return out
+
+
+def test_training_carries_the_heads_and_both_libraries_load_the_output(
+    tiny_m3_dir, trained_m3, tiny_model_dir
+):
+    from sentence_transformers import SentenceTransformer
+
+    assert m3.is_m3(tiny_m3_dir) and m3.is_m3(trained_m3) and not m3.is_m3(tiny_model_dir)
+    for head in m3.HEADS:
+        assert (trained_m3 / head).read_bytes() == (tiny_m3_dir / head).read_bytes()
+    summary = json.loads((trained_m3 / "training_summary.json").read_text())
+    assert summary["m3_heads"] == list(m3.HEADS)
+    st = SentenceTransformer(str(trained_m3), device="cpu")
+    flag = m3.load(trained_m3)
+    out = m3.encode(flag, TEXTS, batch_size=4, max_length=64)
+    # the encoder was trained (it differs from the base) and both libraries see the same dense vectors
+    base = SentenceTransformer(str(tiny_m3_dir), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    dense = st.encode(TEXTS, normalize_embeddings=True)
+    assert not np.allclose(base, dense, atol=1e-4)
+    np.testing.assert_allclose(out.dense, dense, atol=1e-5)
+    assert any(out.sparse) and all(v.shape[1] == 32 for v in out.colbert)
+
+
+def test_mode_scores_match_flagembedding(tiny_m3_dir):
+    flag = m3.load(tiny_m3_dir)
+    q = m3.encode(flag, TEXTS[:2], batch_size=4, max_length=64)
+    p = m3.encode(flag, TEXTS, batch_size=4, max_length=64)
+    scores = m3.mode_scores(q, p, (1.0, 0.3, 1.0))
+    for i in range(2):
+        for j in range(len(TEXTS)):
+            lexical = flag.compute_lexical_matching_score(
+                {str(t): w for t, w in q.sparse[i].items()}, {str(t): w for t, w in p.sparse[j].items()}
+            )
+            assert scores["sparse"][i, j] == pytest.approx(float(lexical), rel=1e-5, abs=1e-6)
+            assert scores["colbert"][i, j] == pytest.approx(
+                float(flag.colbert_score(q.colbert[i], p.colbert[j])), rel=1e-5
+            )
+            expected = (scores["dense"][i, j] + 0.3 * scores["sparse"][i, j] + scores["colbert"][i, j]) / 2.3
+            assert scores["hybrid"][i, j] == pytest.approx(expected, rel=1e-6)
+    assert max(scores["sparse"][i, i] for i in range(2)) > 0  # a text shares all its tokens with itself
+
+
+def test_evaluate_reports_the_four_modes_for_m3_and_notes_their_absence(
+    trained_m3, tiny_model_dir, data, tmp_path
+):
+    common = ["--test_data", str(data / "test.jsonl"), "--corpus", str(data / "corpus_test.jsonl"),
+              "--sample_size", "40", "--sts", "", "--bootstrap", "50"]  # fmt: skip
+    assert (
+        evaluate.main(["--model_path", str(trained_m3), "--report_dir", str(tmp_path / "m3"), *common]) == 0
+    )
+    metrics = json.loads((tmp_path / "m3" / "metrics.json").read_text())
+    tuned, base = metrics["roles"]["fine_tuned"], metrics["roles"]["baseline"]
+    for name in (tuned, base):
+        for mode in ("sparse", "colbert", "hybrid"):
+            assert 0 <= metrics["systems"][f"{name} {mode}"]["ndcg@10"] <= 1
+        assert "M3 modes evaluated" in metrics["m3"][name]
+    assert metrics["roles"]["bm25"] == "BM25 (kiwi)" and base.startswith("base (")
+    assert "BGE-M3 검색 모드" in (tmp_path / "m3" / "report.md").read_text()
+
+    assert evaluate.main(["--model_path", str(tiny_model_dir), "--baseline_model", "none",
+                          "--report_dir", str(tmp_path / "dense"), *common]) == 0  # fmt: skip
+    metrics = json.loads((tmp_path / "dense" / "metrics.json").read_text())
+    assert list(metrics["systems"]) == [metrics["roles"]["fine_tuned"], "BM25 (kiwi)"]
+    assert "dense only" in next(iter(metrics["m3"].values()))
+
+
+@pytest.fixture
+def scoring(monkeypatch):
+    def load(folder: Path):
+        monkeypatch.setenv("AZUREML_MODEL_DIR", str(folder))
+        score.init()
+        return score
+
+    yield load
+    score.m3_model = None
+
+
+def test_score_returns_sparse_and_colbert_for_m3(scoring, trained_m3):
+    s = scoring(trained_m3)
+    result = s.run(json.dumps({"texts": TEXTS[:2], "return_sparse": True, "return_colbert": True}))
+    assert len(result["embeddings"]) == 2 and len(result["sparse"]) == 2 and len(result["colbert"]) == 2
+    assert all(isinstance(t, str) and w > 0 for weights in result["sparse"] for t, w in weights.items())
+    assert all(len(vec) == 32 for token_vectors in result["colbert"] for vec in token_vectors)
+    assert "sparse" not in s.run(json.dumps({"texts": ["x"]}))
+    bad = s.run(json.dumps({"texts": ["x"], "return_sparse": "yes"}))
+    assert bad.status_code == 400 and "return_sparse" in bad.get_data(as_text=True)
+
+
+def test_score_refuses_m3_outputs_for_a_dense_model(scoring, tiny_model_dir):
+    s = scoring(tiny_model_dir)
+    bad = s.run(json.dumps({"texts": ["x"], "return_colbert": True}))
+    assert bad.status_code == 400 and "not a BGE-M3 model" in bad.get_data(as_text=True)
