@@ -116,3 +116,65 @@ def mode_scores(
         w * scores[m] for w, m in zip(weights, ("dense", "sparse", "colbert"), strict=True)
     ) / sum(weights)
     return scores
+
+
+# ----------------------------------------------------------------------------- unified fine-tuning
+
+
+def flagembedding_argv(args, base: Path, data: Path, output: Path) -> list[str]:
+    """src.train's flags as FlagEmbedding M3 fine-tuning arguments: dense + sparse + ColBERT losses with
+    self-distillation from their ensemble (unified fine-tuning), one positive and one hard negative per query."""
+    argv = [
+        "--model_name_or_path", str(base), "--train_data", str(data), "--output_dir", str(output),
+        "--train_group_size", "2", "--query_max_len", str(args.max_query_length),
+        "--passage_max_len", str(args.max_seq_length), "--per_device_train_batch_size", str(args.batch_size),
+        "--gradient_accumulation_steps", str(args.gradient_accumulation_steps),
+        "--learning_rate", str(args.learning_rate),
+        "--num_train_epochs", str(args.epochs), "--max_steps", str(args.max_steps),
+        "--temperature", str(args.temperature), "--seed", str(args.seed), "--logging_steps", str(args.logging_steps),
+        "--unified_finetuning", "True", "--use_self_distill", "True", "--sentence_pooling_method", "cls",
+        "--save_strategy", "no", "--report_to", "none",
+    ]  # fmt: skip
+    return argv + (["--use_cpu", "True"] if args.use_cpu else [])
+
+
+def finetune_unified(args, base: Path, rows, workdir: Path) -> Path:
+    """Run FlagEmbedding's unified M3 fine-tuning on ``rows`` (Triplets); returns its output folder
+    (encoder weights, tokenizer and both trained heads, not yet a sentence-transformers folder)."""
+    import json
+
+    from FlagEmbedding.finetune.embedder.encoder_only.m3 import (
+        EncoderOnlyEmbedderM3DataArguments,
+        EncoderOnlyEmbedderM3ModelArguments,
+        EncoderOnlyEmbedderM3Runner,
+        EncoderOnlyEmbedderM3TrainingArguments,
+    )
+    from transformers import HfArgumentParser
+
+    data = workdir / "train_flagembedding.jsonl"
+    with data.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(
+                json.dumps({"query": r.query, "pos": [r.positive], "neg": [r.negative]}, ensure_ascii=False)
+                + "\n"
+            )
+    parser = HfArgumentParser((EncoderOnlyEmbedderM3ModelArguments, EncoderOnlyEmbedderM3DataArguments,
+                               EncoderOnlyEmbedderM3TrainingArguments))  # fmt: skip
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(
+        args=flagembedding_argv(args, base, data, workdir / "flagembedding")
+    )
+    EncoderOnlyEmbedderM3Runner(model_args=model_args, data_args=data_args, training_args=training_args).run()
+    return workdir / "flagembedding"
+
+
+def save_as_sentence_transformer(folder: Path, target: Path, max_seq_length: int) -> None:
+    """Write FlagEmbedding's output ``folder`` as a complete sentence-transformers folder at ``target``
+    ([CLS] pooling and normalization, as bge-m3) with the trained heads beside the encoder."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+
+    transformer = Transformer(str(folder), max_seq_length=max_seq_length)
+    pooling = Pooling(transformer.get_word_embedding_dimension(), pooling_mode="cls")
+    SentenceTransformer(modules=[transformer, pooling, Normalize()], device="cpu").save(str(target))
+    for head in HEADS:
+        shutil.copy2(folder / head, target / head)

@@ -28,6 +28,7 @@ import random
 import resource
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -57,6 +58,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model = p.add_argument_group("model")
     model.add_argument(
         "--model_name", default="BAAI/bge-m3", help=f"Hub id, local folder, or '{STANDIN_NAME}'"
+    )
+    model.add_argument(
+        "--backend",
+        choices=["sentence-transformers", "flagembedding"],
+        default="sentence-transformers",
+        help="flagembedding: BGE-M3 unified fine-tuning of dense, sparse and ColBERT heads (M3 models only)",
     )
     model.add_argument("--max_seq_length", type=int, default=256, help="max tokens of a passage")
     model.add_argument("--max_query_length", type=int, default=64, help="max tokens of a query")
@@ -163,6 +170,12 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError("--temperature must be in (0, 1]")
     if args.loss == "cached_mnrl" and args.mini_batch_size < 1:
         raise UsageError("--mini_batch_size must be >= 1")
+    if args.backend == "flagembedding":
+        unsupported = [f for f in ("lora", "freeze_embeddings", "freeze_layers", "mine_hard_negatives", "resume",
+                                   "pad_to_max_length", "gradient_checkpointing") if getattr(args, f)]  # fmt: skip
+        if unsupported or args.loss != "mnrl" or args.batching != "concept":
+            raise UsageError("--backend flagembedding supports the data, length, batch, learning-rate, epoch/step, "
+                             f"temperature and seed flags only; drop --{', --'.join(unsupported) or 'loss/--batching'}")  # fmt: skip
     out = args.output_dir
     if out.exists() and not (out / SUMMARY_FILE).exists() and not args.overwrite_output_dir:
         raise UsageError(
@@ -568,17 +581,59 @@ def train(args: argparse.Namespace):
     return model, summary
 
 
+def train_unified(args: argparse.Namespace):
+    """The flagembedding backend: FlagEmbedding's unified fine-tuning of an M3 model (dense, sparse and
+    ColBERT trained together with self-distillation), saved as a sentence-transformers folder with both
+    heads; returns (None, summary)."""
+    base_path = resolve_model(args.model_name)
+    heads = m3.heads_folder(base_path)
+    if heads is None:
+        raise UsageError(f"--backend flagembedding needs a BGE-M3 model: {args.model_name} has no "
+                         f"{' / '.join(m3.HEADS)} (use the default backend for dense-only models)")  # fmt: skip
+    rows = read_jsonl(args.train_data, Triplet)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    work = Path(tempfile.mkdtemp(prefix="flagembedding-"))
+    try:
+        started = time.perf_counter()
+        trained = m3.finetune_unified(args, Path(base_path), rows, work)
+        wall = time.perf_counter() - started
+        summary = {
+            "base_model": args.model_name,
+            "base_model_path": base_path,
+            "backend": "flagembedding (unified fine-tuning: dense + sparse + ColBERT, self-distillation)",
+            "output_dir": str(args.output_dir),
+            "wall_time_s": round(wall, 2),
+            "train_rows": len(rows),
+            "m3_heads": list(m3.HEADS),
+            "dev_metrics": {},
+            "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        }
+        if is_main:
+            with atomic_path(args.output_dir, is_dir=True) as tmp:
+                m3.save_as_sentence_transformer(trained, tmp, args.max_seq_length)
+                (tmp / SUMMARY_FILE).write_text(
+                    json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8"
+                )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return None, summary
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO)
     try:
         check_args(args)
-        _, summary = train(args)
+        _, summary = train_unified(args) if args.backend == "flagembedding" else train(args)
     except (UsageError, DataError, ModelNotFound) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if int(os.environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0 and args.backend == "flagembedding":
+        print(
+            f"Unified M3 fine-tuning done in {summary['wall_time_s']:.0f} s; model written to {summary['output_dir']}"
+        )
+    elif int(os.environ.get("RANK", "0")) == 0:
         dev = summary["dev_metrics"].get(DEV_METRIC)
         print(
             f"Trained {summary['steps_this_run']} steps in {summary['wall_time_s']:.0f} s "

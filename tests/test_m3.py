@@ -129,3 +129,37 @@ def test_score_refuses_m3_outputs_for_a_dense_model(scoring, tiny_model_dir):
     s = scoring(tiny_model_dir)
     bad = s.run(json.dumps({"texts": ["x"], "return_colbert": True}))
     assert bad.status_code == 400 and "not a BGE-M3 model" in bad.get_data(as_text=True)
+
+
+def test_unified_finetuning_backend_trains_all_three_heads(tiny_m3_dir, data, tmp_path):
+    """FlagEmbedding's unified fine-tuning runs here on CPU (tiny model) and its output becomes a
+    sentence-transformers folder that both libraries load, with trained sparse and ColBERT heads."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    out = tmp_path / "unified"
+    assert train.main(["--backend", "flagembedding", "--model_name", str(tiny_m3_dir), "--train_data",
+                       str(data / "small.jsonl"), "--output_dir", str(out), "--use_cpu", "--batch_size", "4",
+                       "--max_steps", "8", "--learning_rate", "1e-3", "--max_seq_length", "48"]) == 0  # fmt: skip
+    assert m3.is_m3(out) and (out / "modules.json").is_file()
+    for head in m3.HEADS:
+        before, after = torch.load(tiny_m3_dir / head), torch.load(out / head)
+        assert not torch.allclose(before["weight"], after["weight"]), f"{head} was not trained"
+    summary = json.loads((out / "training_summary.json").read_text())
+    assert summary["backend"].startswith("flagembedding") and summary["m3_heads"] == list(m3.HEADS)
+    dense = SentenceTransformer(str(out), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    np.testing.assert_allclose(m3.encode(m3.load(out), TEXTS, 4, 64).dense, dense, atol=1e-5)
+
+
+def test_unified_backend_refuses_dense_only_models_and_unsupported_flags(
+    tiny_model_dir, tiny_m3_dir, data, tmp_path, capsys
+):
+    base = ["--backend", "flagembedding", "--train_data", str(data / "small.jsonl"), "--use_cpu"]
+    assert train.main([*base, "--model_name", str(tiny_model_dir), "--output_dir", str(tmp_path / "a")]) == 2
+    assert "needs a BGE-M3 model" in capsys.readouterr().err
+    assert (
+        train.main([*base, "--model_name", str(tiny_m3_dir), "--output_dir", str(tmp_path / "b"), "--lora"])
+        == 2
+    )
+    assert "--lora" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
