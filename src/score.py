@@ -23,8 +23,8 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 logger = logging.getLogger("score")
 
@@ -36,8 +36,7 @@ M3_HEADS = ("colbert_linear.pt", "sparse_linear.pt")
 model_name = ""
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):  # not a dataclass: azmlinfsrv loads this file outside sys.modules
     texts: list[str]
     input_type: str | None
     normalize: bool
