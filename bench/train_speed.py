@@ -6,13 +6,15 @@ every trained model and the untrained base on the unseen-concept test split (nDC
 
     uv run python bench/train_speed.py            # ~15 minutes on 2 CPU cores
     uv run python bench/train_speed.py --steps 8  # a quick look
+    uv run python bench/train_speed.py --steps 100 --configs legacy laptop
 
 Configurations:
     legacy          one max length for both sides, batches padded to it, every weight trained, random batches
     legacy-dynamic  the same, but padded only to the longest text of each batch
     frozen-embeddings  word embeddings frozen, queries capped at 64 tokens, dynamic padding, concept-aware batches
-    laptop          the laptop configuration: embeddings and the lower 6 of 12 layers frozen (no backward pass
-                    through them), queries capped at 64 tokens, dynamic padding, concept-aware batches
+    laptop          src.pipeline's laptop profile: embeddings and the lower 6 of 12 layers frozen (no backward
+                    pass through them), queries capped at 64 tokens, dynamic padding, concept-aware batches,
+                    the profile's learning rate
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from src.data import Passage, Triplet, read_jsonl  # noqa: E402
+from src.pipeline import PROFILES  # noqa: E402
 
 CONFIGS = {
     "legacy": ["--max_query_length", "128", "--pad_to_max_length", "--batching", "random"],
     "legacy-dynamic": ["--max_query_length", "128", "--batching", "random"],
     "frozen-embeddings": ["--freeze_embeddings", "--max_query_length", "64"],
-    "laptop": ["--freeze_layers", "6", "--max_query_length", "64"],
+    # the pipeline's laptop profile as is (its learning rate included); the bench sets only the step count
+    "laptop": list(PROFILES["laptop"]),
 }
 
 
@@ -64,7 +68,10 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     args = parser.parse_args()
+    if "legacy" not in args.configs:
+        parser.error("--configs must include legacy (the reference of the speed ratios)")
 
     work = Path(tempfile.mkdtemp(prefix="train_speed-"))
     data = work / "data"
@@ -74,13 +81,14 @@ def main() -> None:
 
     base = resolve_model("e5-small-offline")
     results = {"base (no training)": {"ndcg": test_ndcg(base, data)}}
-    for name, flags in CONFIGS.items():
+    for name, flags in ((n, CONFIGS[n]) for n in args.configs):
         out = work / name
         cmd = [
             sys.executable, "-m", "src.train", "--model_name", "e5-small-offline", "--train_data",
             str(data / "train.jsonl"), "--output_dir", str(out), "--use_cpu", "--dev_ratio", "0",
             "--max_steps", str(args.steps), "--batch_size", str(args.batch_size),
             "--max_seq_length", str(args.max_seq_length), "--seed", str(args.seed), "--learning_rate", str(args.learning_rate), "--logging_steps", "5", *flags,
+            "--max_steps", str(args.steps), "--dev_ratio", "0",  # after the flags: the bench's step count wins
         ]  # fmt: skip
         print(f"[{name}] training {args.steps} steps ...", file=sys.stderr, flush=True)
         subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -93,7 +101,8 @@ def main() -> None:
 
     legacy = results["legacy"]["examples_per_s"]
     print(f"\nTraining speed, stand-in e5-small, {args.steps} steps x batch {args.batch_size}, "
-          f"max length {args.max_seq_length}, learning rate {args.learning_rate}, CPU")  # fmt: skip
+          f"max length {args.max_seq_length}, learning rate {args.learning_rate} "
+          f"(laptop: its profile's {PROFILES['laptop'][PROFILES['laptop'].index('--learning_rate') + 1]}), CPU")  # fmt: skip
     print(f"{'configuration':<20}{'examples/s':>12}{'vs legacy':>11}{'peak MiB':>10}{'test nDCG@10':>14}")
     for name, r in results.items():
         speed = r.get("examples_per_s")
