@@ -135,7 +135,13 @@ def flagembedding_argv(args, base: Path, data: Path, output: Path) -> list[str]:
         "--unified_finetuning", "True", "--use_self_distill", "True", "--sentence_pooling_method", "cls",
         "--save_strategy", "no", "--report_to", "none",
     ]  # fmt: skip
-    return argv + (["--use_cpu", "True"] if args.use_cpu else [])
+    if args.use_cpu:
+        return argv + ["--use_cpu", "True"]
+    import torch
+
+    if torch.cuda.is_available():  # mixed precision on GPUs, as FlagEmbedding's own recipes
+        return argv + (["--bf16", "True"] if torch.cuda.is_bf16_supported() else ["--fp16", "True"])
+    return argv
 
 
 def finetune_unified(args, base: Path, rows, workdir: Path) -> Path:
@@ -174,7 +180,7 @@ def save_as_sentence_transformer(folder: Path, target: Path, max_seq_length: int
     from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 
     transformer = Transformer(str(folder), max_seq_length=max_seq_length)
-    pooling = Pooling(transformer.get_word_embedding_dimension(), pooling_mode="cls")
+    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="cls")
     SentenceTransformer(modules=[transformer, pooling, Normalize()], device="cpu").save(str(target))
     for head in HEADS:
         shutil.copy2(folder / head, target / head)

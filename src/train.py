@@ -546,6 +546,7 @@ def train(args: argparse.Namespace):
         "base_model_path": base_path,
         "output_dir": str(args.output_dir),
         "device": device,
+        "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",
         "world_size": world_size,
         "global_step": trainer.state.global_step,
         "resumed_from_step": start_step,
@@ -578,6 +579,8 @@ def train(args: argparse.Namespace):
                 json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8"
             )
         shutil.rmtree(args.checkpoint_dir, ignore_errors=True)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # torchrun: release the process group before exit
     return model, summary
 
 
@@ -636,7 +639,8 @@ def main(argv: list[str] | None = None) -> int:
     elif int(os.environ.get("RANK", "0")) == 0:
         dev = summary["dev_metrics"].get(DEV_METRIC)
         print(
-            f"Trained {summary['steps_this_run']} steps in {summary['wall_time_s']:.0f} s "
+            f"Trained {summary['steps_this_run']} steps on {summary['device']} ({summary['precision']}) "
+            f"in {summary['wall_time_s']:.0f} s "
             f"({summary['examples_per_s_incl_dev_eval']} examples/s incl. dev eval, "
             f"peak {summary['peak_memory_mb']:.0f} MiB"
             + (f", dev nDCG@10 {dev:.4f}" if dev is not None else "")

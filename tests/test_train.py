@@ -190,7 +190,7 @@ def test_torchrun_with_two_cpu_processes(tiny_model_dir, triplets, tmp_path):
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / SUMMARY_FILE).read_text())
-    assert summary["world_size"] == 2 and summary["global_step"] == 6
+    assert summary["world_size"] == 2 and summary["global_step"] == 6 and summary["precision"] == "fp32"
     assert result.stdout.count("model written to") == 1  # rank 0 alone reports and saves
 
 
