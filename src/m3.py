@@ -121,7 +121,7 @@ def mode_scores(
 # ----------------------------------------------------------------------------- unified fine-tuning
 
 
-def flagembedding_argv(args, base: Path, data: Path, output: Path) -> list[str]:
+def flagembedding_argv(args, base: Path, data: Path, output: Path, precision: str) -> list[str]:
     """src.train's flags as FlagEmbedding M3 fine-tuning arguments: dense + sparse + ColBERT losses with
     self-distillation from their ensemble (unified fine-tuning), one positive and one hard negative per query."""
     argv = [
@@ -136,16 +136,15 @@ def flagembedding_argv(args, base: Path, data: Path, output: Path) -> list[str]:
         "--save_strategy", "no", "--report_to", "none",
     ]  # fmt: skip
     if args.use_cpu:
-        return argv + ["--use_cpu", "True"]
-    import torch
-
-    if torch.cuda.is_available():  # mixed precision on GPUs, as FlagEmbedding's own recipes
-        return argv + (["--bf16", "True"] if torch.cuda.is_bf16_supported() else ["--fp16", "True"])
+        argv += ["--use_cpu", "True"]
+    if precision != "fp32":  # mixed precision on GPUs, as FlagEmbedding's own recipes
+        argv += [f"--{precision}", "True"]
     return argv
 
 
-def finetune_unified(args, base: Path, rows, workdir: Path) -> Path:
-    """Run FlagEmbedding's unified M3 fine-tuning on ``rows`` (Triplets); returns its output folder
+def finetune_unified(args, base: Path, rows, workdir: Path, precision: str) -> Path:
+    """Run FlagEmbedding's unified M3 fine-tuning on ``rows`` (Triplets) in ``precision`` (bf16, fp16 or
+    fp32, see src.train.pick_precision); returns its output folder
     (encoder weights, tokenizer and both trained heads, not yet a sentence-transformers folder)."""
     import json
 
@@ -167,7 +166,7 @@ def finetune_unified(args, base: Path, rows, workdir: Path) -> Path:
     parser = HfArgumentParser((EncoderOnlyEmbedderM3ModelArguments, EncoderOnlyEmbedderM3DataArguments,
                                EncoderOnlyEmbedderM3TrainingArguments))  # fmt: skip
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(
-        args=flagembedding_argv(args, base, data, workdir / "flagembedding")
+        args=flagembedding_argv(args, base, data, workdir / "flagembedding", precision)
     )
     EncoderOnlyEmbedderM3Runner(model_args=model_args, data_args=data_args, training_args=training_args).run()
     return workdir / "flagembedding"

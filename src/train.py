@@ -364,6 +364,15 @@ def pick_device(use_cpu: bool) -> str:
     return "cpu"
 
 
+def pick_precision(device: str) -> str:
+    """Training precision on ``device``: bf16 on CUDA GPUs that support it, fp16 on other CUDA GPUs, else fp32."""
+    import torch
+
+    if device != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
 def load_model(path: str, args: argparse.Namespace, device: str):
     """Load the encoder, set per-side max lengths, and apply the adaptation mode."""
     from sentence_transformers import SentenceTransformer
@@ -488,7 +497,7 @@ def train(args: argparse.Namespace):
         batch_sampler = functools.partial(ConceptBatchSampler, concepts=concepts)
     else:
         batch_sampler = BatchSamplers.BATCH_SAMPLER
-    cuda = device == "cuda"
+    precision = pick_precision(device)
     training_args = SentenceTransformerTrainingArguments(
         output_dir=str(args.checkpoint_dir),
         num_train_epochs=args.epochs,
@@ -499,8 +508,8 @@ def train(args: argparse.Namespace):
         learning_rate=args.learning_rate,
         warmup_steps=args.warmup_ratio,
         weight_decay=0.01,
-        bf16=cuda and torch.cuda.is_bf16_supported(),
-        fp16=cuda and not torch.cuda.is_bf16_supported(),
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         use_cpu=device == "cpu",
         activation_checkpointing=args.gradient_checkpointing,
         batch_sampler=batch_sampler,
@@ -546,7 +555,7 @@ def train(args: argparse.Namespace):
         "base_model_path": base_path,
         "output_dir": str(args.output_dir),
         "device": device,
-        "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32",
+        "precision": precision,
         "world_size": world_size,
         "global_step": trainer.state.global_step,
         "resumed_from_step": start_step,
@@ -598,7 +607,9 @@ def train_unified(args: argparse.Namespace):
     work = Path(tempfile.mkdtemp(prefix="flagembedding-"))
     try:
         started = time.perf_counter()
-        trained = m3.finetune_unified(args, Path(base_path), rows, work)
+        trained = m3.finetune_unified(
+            args, Path(base_path), rows, work, pick_precision(pick_device(args.use_cpu))
+        )
         wall = time.perf_counter() - started
         summary = {
             "base_model": args.model_name,
