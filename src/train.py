@@ -44,6 +44,7 @@ SUMMARY_FILE = "training_summary.json"
 DEV_METRIC = "dev_cosine_ndcg@10"
 COLUMNS = ("query", "positive", "negative")
 TASKS = {"query": "query", "positive": "document", "negative": "document"}
+ATTENTION_DROPOUT = "attention_probs_dropout_prob"  # BERT / XLM-R (bge-m3) config field
 
 
 class UsageError(Exception):
@@ -80,6 +81,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=0,
         help="freeze the embedding block and the first N encoder layers (no backward pass through them)",
+    )
+    model.add_argument(
+        "--attention_dropout",
+        type=float,
+        default=None,
+        help="attention-probability dropout while training (default: the model's own, 0.1 for BERT/XLM-R). "
+        "0 lets CPU attention use its fused kernel: forward passes about 1.4x faster",
     )
     model.add_argument(
         "--gradient_checkpointing", action="store_true", help="trade compute for activation memory"
@@ -162,6 +170,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError("--lora already freezes every base weight; drop --freeze_embeddings/--freeze_layers")
     if args.freeze_layers < 0:
         raise UsageError("--freeze_layers must be >= 0")
+    if args.attention_dropout is not None and not 0 <= args.attention_dropout < 1:
+        raise UsageError("--attention_dropout must be in [0, 1)")
     if args.max_query_length < 4 or args.max_seq_length < 8:
         raise UsageError("--max_query_length must be >= 4 and --max_seq_length >= 8")
     if not 0 <= args.dev_ratio < 0.5:
@@ -173,6 +183,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.backend == "flagembedding":
         unsupported = [f for f in ("lora", "freeze_embeddings", "freeze_layers", "mine_hard_negatives", "resume",
                                    "pad_to_max_length", "gradient_checkpointing") if getattr(args, f)]  # fmt: skip
+        unsupported += ["attention_dropout"] if args.attention_dropout is not None else []
         if unsupported or args.loss != "mnrl" or args.batching != "concept":
             raise UsageError("--backend flagembedding supports the data, length, batch, learning-rate, epoch/step, "
                              f"temperature and seed flags only; drop --{', --'.join(unsupported) or 'loss/--batching'}")  # fmt: skip
@@ -377,8 +388,19 @@ def load_model(path: str, args: argparse.Namespace, device: str):
     """Load the encoder, set per-side max lengths, and apply the adaptation mode."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(path, device=device)
+    config_kwargs = None
+    if args.attention_dropout is not None:
+        from transformers import AutoConfig
+
+        base_dropout = getattr(AutoConfig.from_pretrained(path), ATTENTION_DROPOUT, None)
+        if base_dropout is None:
+            raise UsageError(f"--attention_dropout: {path} has no {ATTENTION_DROPOUT} in its config")
+        config_kwargs = {ATTENTION_DROPOUT: args.attention_dropout}
+    model = SentenceTransformer(path, device=device, config_kwargs=config_kwargs)
     transformer = model[0]
+    if config_kwargs:
+        # the attention modules were built with the training value; the saved config keeps the base's own
+        setattr(transformer.auto_model.config, ATTENTION_DROPOUT, base_dropout)
     transformer.max_seq_length = args.max_seq_length
     transformer.query_length = args.max_query_length
     transformer.document_length = args.max_seq_length

@@ -16,7 +16,15 @@ import pytest
 
 from src.data import Triplet, read_jsonl, write_jsonl
 from src.synth_data import main as synth_main
-from src.train import SUMMARY_FILE, ConceptBatchSampler, main, mine_hard_negatives, parse_args, train
+from src.train import (
+    SUMMARY_FILE,
+    ConceptBatchSampler,
+    load_model,
+    main,
+    mine_hard_negatives,
+    parse_args,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,6 +139,23 @@ def test_frozen_layers_keep_the_embeddings_and_lower_layers(tiny_model_dir, trip
     assert all(not np.array_equal(weights[k], base[k]) for k in trained if k.endswith("dense.weight"))
 
 
+def test_attention_dropout_applies_to_training_only(tiny_model_dir, triplets, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    args = parse_args(tiny_args(tiny_model_dir, triplets, tmp_path / "m", "--attention_dropout", "0"))
+    encoder = load_model(str(tiny_model_dir), args, "cpu")[0].auto_model
+    attention = [m.dropout for name, m in encoder.named_modules() if name.endswith("attention.self")]
+    hidden = [m for name, m in encoder.named_modules() if name.endswith("output.dropout")]
+    assert attention and all(d.p == 0.0 for d in attention)
+    assert hidden and all(d.p == 0.1 for d in hidden)  # only attention dropout changes
+    assert encoder.config.attention_probs_dropout_prob == 0.1  # what a saved folder records
+
+    out = tmp_path / "out"
+    assert main(tiny_args(tiny_model_dir, triplets, out, "--attention_dropout", "0")) == 0
+    reloaded = SentenceTransformer(str(out), device="cpu")[0].auto_model
+    assert all(m.dropout.p == 0.1 for name, m in reloaded.named_modules() if name.endswith("attention.self"))
+
+
 def test_mlflow_logs_params_and_metrics_when_configured(tiny_model_dir, triplets, tmp_path, monkeypatch):
     import mlflow
 
@@ -207,6 +232,7 @@ def test_torchrun_with_two_cpu_processes(tiny_model_dir, triplets, tmp_path):
         ("lora_and_frozen", "--lora already freezes"),
         ("too_many_frozen_layers", "--freeze_layers 2: the model has 2 layers"),
         ("resume_without_checkpoint", "no checkpoint"),
+        ("attention_dropout_out_of_range", "--attention_dropout must be in [0, 1)"),
     ],
 )
 def test_bad_input_gives_one_error_and_writes_nothing(
@@ -238,6 +264,8 @@ def test_bad_input_gives_one_error_and_writes_nothing(
         extra = ["--freeze_layers", "2"]
     elif case == "resume_without_checkpoint":
         extra = ["--resume"]
+    elif case == "attention_dropout_out_of_range":
+        extra = ["--attention_dropout", "1.5"]
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main([*tiny_args(model, data, out), *extra]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
