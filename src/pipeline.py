@@ -30,8 +30,9 @@ from src.base_model import STANDIN_NAME
 PROFILES = {
     # 2 CPU cores, about 10 minutes of training: embeddings and lower 3 layers frozen, no attention dropout
     # (CPU attention then runs its fused kernel), short queries, fixed steps
-    "laptop": ["--use_cpu", "--freeze_layers", "3", "--attention_dropout", "0", "--batch_size", "16", "--max_seq_length", "128",
-               "--max_steps", "130", "--learning_rate", "1e-4", "--eval_steps", "65", "--max_dev_queries", "150"],
+    "laptop": ["--use_cpu", "--freeze_layers", "3", "--attention_dropout", "0", "--batch_size", "16",
+               "--max_seq_length", "128", "--max_steps", "130", "--learning_rate", "1e-4", "--eval_steps", "65",
+               "--max_dev_queries", "150"],
     # one or more GPUs: the whole training split, larger batches, full fine-tuning
     "gpu": ["--batch_size", "64", "--max_seq_length", "256", "--epochs", "2", "--learning_rate", "2e-5",
             "--eval_steps", "100"],
