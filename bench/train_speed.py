@@ -7,6 +7,7 @@ every trained model and the untrained base on the unseen-concept test split (nDC
     uv run python bench/train_speed.py            # ~25 minutes on 2 CPU cores
     uv run python bench/train_speed.py --steps 8  # a quick look
     uv run python bench/train_speed.py --steps 100 --configs legacy laptop
+    uv run python bench/train_speed.py --steps 100 --configs legacy laptop --seeds 42 1 2  # mean of 3 data orders
 
 Configurations:
     legacy          one max length for both sides, batches padded to it, every weight trained, random batches
@@ -14,7 +15,8 @@ Configurations:
     frozen-embeddings  word embeddings frozen, queries capped at 64 tokens, dynamic padding, concept-aware batches
     laptop          src.pipeline's laptop profile: embeddings and the lower 3 of 12 layers frozen (no backward
                     pass through them), no attention dropout (CPU attention runs its fused kernel), queries
-                    capped at 64 tokens, dynamic padding, concept-aware batches, the profile's learning rate
+                    capped at 64 tokens, dynamic padding, concept-aware batches, the profile's learning rate and
+                    temperature (legacy keeps sentence-transformers' default, 0.05)
     laptop-6-layers the laptop profile with the lower 6 layers frozen (faster, learns less per step)
     laptop-attention-dropout  the laptop profile with the model's own attention dropout (0.1)
 """
@@ -80,7 +82,16 @@ def main() -> None:
     parser.add_argument("--learning_rate", type=float, default=5e-5)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--max_seq_length", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--data_seed", type=int, default=42, help="seed of the synthetic data (same for every run)"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[42],
+        help="one training per seed (data order); nDCG is averaged",
+    )
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     args = parser.parse_args()
     if "legacy" not in args.configs:
@@ -88,43 +99,62 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="train_speed-"))
     data = work / "data"
-    subprocess.run([sys.executable, "-m", "src.synth_data", "--output-dir", str(data), "--seed", str(args.seed)],
+    subprocess.run([sys.executable, "-m", "src.synth_data", "--output-dir", str(data), "--seed", str(args.data_seed)],
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     from src.base_model import resolve_model
 
     base = resolve_model("e5-small-offline")
-    results = {"base (no training)": {"ndcg": test_ndcg(base, data)}}
-    for name, flags in ((n, CONFIGS[n]) for n in args.configs):
-        out = work / name
+    results = {"base (no training)": {"ndcg": [test_ndcg(base, data)]}}
+    for name, seed in ((n, s) for n in args.configs for s in args.seeds):
+        out = work / f"{name}-seed{seed}"
         cmd = [
             sys.executable, "-m", "src.train", "--model_name", "e5-small-offline", "--train_data",
             str(data / "train.jsonl"), "--output_dir", str(out), "--use_cpu", "--dev_ratio", "0",
             "--max_steps", str(args.steps), "--batch_size", str(args.batch_size),
-            "--max_seq_length", str(args.max_seq_length), "--seed", str(args.seed), "--learning_rate", str(args.learning_rate), "--logging_steps", "5", *flags,
+            "--max_seq_length", str(args.max_seq_length), "--learning_rate", str(args.learning_rate), "--logging_steps", "5", *CONFIGS[name],
+            "--seed", str(seed),
             "--max_steps", str(args.steps), "--dev_ratio", "0",  # after the flags: the bench's step count wins
         ]  # fmt: skip
-        print(f"[{name}] training {args.steps} steps ...", file=sys.stderr, flush=True)
+        print(f"[{name}, seed {seed}] training {args.steps} steps ...", file=sys.stderr, flush=True)
         subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         summary = json.loads((out / "training_summary.json").read_text())
-        results[name] = {
-            "examples_per_s": summary["examples_per_s_incl_dev_eval"],  # no dev eval here (--dev_ratio 0)
-            "peak_mb": summary["peak_memory_mb"],
-            "ndcg": test_ndcg(str(out), data),
-        }
+        r = results.setdefault(name, {"examples_per_s": [], "peak_mb": [], "ndcg": []})
+        r["examples_per_s"].append(
+            summary["examples_per_s_incl_dev_eval"]
+        )  # no dev eval here (--dev_ratio 0)
+        r["peak_mb"].append(summary["peak_memory_mb"])
+        r["ndcg"].append(test_ndcg(str(out), data))
+    print_table(results, args)
 
-    legacy = results["legacy"]["examples_per_s"]
+
+def mean(xs: list[float]) -> float:
+    """Arithmetic mean of a non-empty list."""
+    return sum(xs) / len(xs)
+
+
+def print_table(results: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> None:
+    """One row per configuration: mean examples/s and its ratio to legacy, max peak MiB, mean test nDCG@10,
+    the mean per-seed nDCG@10 difference to legacy (same seed = same data order), and each seed's nDCG@10."""
+    laptop = PROFILES["laptop"]
+    legacy = results["legacy"]
     print(f"\nTraining speed, stand-in e5-small, {args.steps} steps x batch {args.batch_size}, "
-          f"max length {args.max_seq_length}, learning rate {args.learning_rate} "
-          f"(laptop: its profile's {PROFILES['laptop'][PROFILES['laptop'].index('--learning_rate') + 1]}), CPU")  # fmt: skip
-    print(f"{'configuration':<20}{'examples/s':>12}{'vs legacy':>11}{'peak MiB':>10}{'test nDCG@10':>14}")
+          f"max length {args.max_seq_length}, learning rate {args.learning_rate} (laptop: its profile's "
+          f"{laptop[laptop.index('--learning_rate') + 1]}), seeds {' '.join(map(str, args.seeds))}, CPU")  # fmt: skip
+    print(f"{'configuration':<26}{'examples/s':>11}{'vs legacy':>10}{'peak MiB':>9}{'nDCG@10':>9}"
+          f"{'vs legacy':>11}  per seed")  # fmt: skip
     for name, r in results.items():
         speed = r.get("examples_per_s")
         cells = (
-            f"{speed:>12.2f}{speed / legacy:>10.2f}x{r['peak_mb']:>10.0f}"
+            f"{mean(speed):>11.2f}{mean(speed) / mean(legacy['examples_per_s']):>9.2f}x{max(r['peak_mb']):>9.0f}"
             if speed
-            else f"{'-':>12}{'-':>11}{'-':>10}"
+            else f"{'-':>11}{'-':>10}{'-':>9}"
         )
-        print(f"{name:<20}{cells}{r['ndcg']:>14.4f}")
+        gain = (
+            f"{mean([a - b for a, b in zip(r['ndcg'], legacy['ndcg'], strict=True)]):>+11.4f}"
+            if speed
+            else f"{'-':>11}"
+        )
+        print(f"{name:<26}{cells}{mean(r['ndcg']):>9.4f}{gain}  {' '.join(f'{x:.4f}' for x in r['ndcg'])}")
 
 
 if __name__ == "__main__":
