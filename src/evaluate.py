@@ -177,9 +177,13 @@ def dense_scores(model, test: TestSet, sts: tuple | None, batch_size: int) -> De
 
     opts = {"batch_size": batch_size, "normalize_embeddings": True, "convert_to_numpy": True}
     queries = model.encode_query([r.query for r in test.rows], show_progress_bar=True, **opts)
-    corpus = model.encode_document([p.text for p in test.corpus], show_progress_bar=True, **opts)
-    pos = model.encode_document([r.positive for r in test.rows], **opts)
-    neg = model.encode_document([r.negative for r in test.rows], **opts)
+    # the rows' positives and negatives are usually corpus passages: encode each distinct text once
+    texts = [p.text for p in test.corpus] + [r.positive for r in test.rows] + [r.negative for r in test.rows]
+    index = {t: i for i, t in enumerate(dict.fromkeys(texts))}
+    passages = model.encode_document(list(index), show_progress_bar=True, **opts)
+    corpus = passages[[index[p.text] for p in test.corpus]]
+    pos = passages[[index[r.positive] for r in test.rows]]
+    neg = passages[[index[r.negative] for r in test.rows]]
     spearman = None
     if sts:
         first, second, gold = sts

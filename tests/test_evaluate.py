@@ -3,6 +3,7 @@ corpus, the report folder on the tiny model, and every bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -10,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.data import DataError
+from src.data import DataError, Passage, Triplet, read_jsonl
 from src.evaluate import (
     bm25_scores,
+    dense_scores,
     main,
     paired_bootstrap,
     query_kind,
@@ -126,6 +128,31 @@ def tuned(tiny_model_dir, tmp_path_factory) -> Path:
     shutil.copytree(tiny_model_dir, folder)
     (folder / "training_summary.json").write_text(json.dumps({"base_model": str(tiny_model_dir)}))
     return folder
+
+
+def test_dense_scores_match_separate_encodes(split, tiny_model_dir):
+    from sentence_transformers import SentenceTransformer
+
+    from src.evaluate import TestSet  # imported here: pytest would try to collect a module-level Test* class
+
+    rows = read_jsonl(split / "test.jsonl", Triplet)[:6]
+    corpus = read_jsonl(split / "corpus_test.jsonl", Passage)[:20]
+    rows[0] = dataclasses.replace(rows[0], negative="말뭉치에 없는 오답 문단")  # not a corpus passage
+    test = TestSet(rows, corpus, [set() for _ in rows])
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    got = dense_scores(model, test, None, batch_size=4)
+
+    def enc(texts: list[str]) -> np.ndarray:
+        return model.encode_document(texts, normalize_embeddings=True, convert_to_numpy=True)
+
+    queries = model.encode_query([r.query for r in rows], normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(got.scores, queries @ enc([p.text for p in corpus]).T, atol=1e-5)
+    np.testing.assert_allclose(
+        got.triplet_pos, np.sum(queries * enc([r.positive for r in rows]), 1), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        got.triplet_neg, np.sum(queries * enc([r.negative for r in rows]), 1), atol=1e-5
+    )
 
 
 def run(split: Path, model: Path, report: Path, *extra: str) -> int:
