@@ -116,6 +116,8 @@ class AcronymEntry:
 
 R = TypeVar("R")
 
+SYNTH_COMMAND = "python -m src.synth_data"  # the stage that writes the Triplet and Passage files
+
 
 def _type_name(tp: Any) -> str:
     return str(tp).replace("typing.", "") if typing.get_origin(tp) else tp.__name__
@@ -184,8 +186,13 @@ def iter_json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
                 raise DataError(path, f"malformed JSON: {e.msg} (column {e.colno})", number) from None
 
 
-def read_jsonl(path: str | os.PathLike, record_type: type[R]) -> list[R]:
-    """Read and validate every record of a JSONL file; an empty file is an error."""
+def read_jsonl(path: str | os.PathLike, record_type: type[R], made_by: str | None = None) -> list[R]:
+    """Read and validate every record of a JSONL file; an empty file is an error.
+
+    made_by: the command that writes the file, named in the error when the file is missing.
+    """
+    if made_by and not Path(path).exists():
+        raise DataError(path, f"file not found (`{made_by}` writes it)")
     records = [parse_record(obj, record_type, path, n) for n, obj in iter_json_lines(path)]
     if not records:
         raise DataError(path, "file is empty (no JSON lines)")

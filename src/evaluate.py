@@ -29,7 +29,7 @@ import numpy as np
 
 from src import m3
 from src.base_model import ModelNotFound, resolve_model
-from src.data import CATEGORIES, DataError, Passage, Triplet, atomic_path, read_jsonl
+from src.data import CATEGORIES, SYNTH_COMMAND, DataError, Passage, Triplet, atomic_path, read_jsonl
 
 METRICS = ["recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "map@100"]
 TOP_K = 100
@@ -121,8 +121,8 @@ class TestSet:
 
 def load_test_set(test_path: Path, corpus_path: Path, sample_size: int, seed: int) -> TestSet:
     """Read test rows and the corpus, check the corpus covers every test concept, sample queries (seeded)."""
-    rows = read_jsonl(test_path, Triplet)
-    corpus = read_jsonl(corpus_path, Passage)
+    rows = read_jsonl(test_path, Triplet, made_by=SYNTH_COMMAND)
+    corpus = read_jsonl(corpus_path, Passage, made_by=SYNTH_COMMAND)
     by_concept: dict[str, set[int]] = defaultdict(set)
     for i, p in enumerate(corpus):
         by_concept[p.concept_id].add(i)

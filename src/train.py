@@ -36,7 +36,7 @@ from pathlib import Path
 
 from src import m3
 from src.base_model import STANDIN_NAME, ModelNotFound, resolve_model
-from src.data import DataError, Triplet, atomic_path, read_jsonl
+from src.data import SYNTH_COMMAND, DataError, Triplet, atomic_path, read_jsonl
 
 logger = logging.getLogger("src.train")
 
@@ -485,7 +485,7 @@ def train(args: argparse.Namespace):
     model = load_model(base_path, args, device)
 
     # 2. data
-    rows = read_jsonl(args.train_data, Triplet)
+    rows = read_jsonl(args.train_data, Triplet, made_by=SYNTH_COMMAND)
     splits = split_dev(rows, args.dev_ratio, args.seed)
     if len(splits.train) < args.batch_size:
         raise UsageError(
@@ -624,7 +624,7 @@ def train_unified(args: argparse.Namespace):
     if heads is None:
         raise UsageError(f"--backend flagembedding needs a BGE-M3 model: {args.model_name} has no "
                          f"{' / '.join(m3.HEADS)} (use the default backend for dense-only models)")  # fmt: skip
-    rows = read_jsonl(args.train_data, Triplet)
+    rows = read_jsonl(args.train_data, Triplet, made_by=SYNTH_COMMAND)
     is_main = int(os.environ.get("RANK", "0")) == 0
     work = Path(tempfile.mkdtemp(prefix="flagembedding-"))
     try:

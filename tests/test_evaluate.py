@@ -189,7 +189,7 @@ def test_report_folder_side_by_side_and_deterministic(split, tuned, tmp_path, ca
 
 @pytest.mark.parametrize("case, expected", [
     ("missing_model", "model folder not found"),
-    ("missing_test", "test.jsonl: file not found"),
+    ("missing_test", "test.jsonl: file not found (`python -m src.synth_data` writes it)"),
     ("malformed", ":2: malformed JSON"),
     ("wrong_corpus", "corpus lacks"),
     ("sts_layout", "not the KorSTS layout"),

@@ -222,7 +222,7 @@ def test_torchrun_with_two_cpu_processes(tiny_model_dir, triplets, tmp_path):
 @pytest.mark.parametrize(
     "case, expected",
     [
-        ("missing_file", "nope.jsonl: file not found"),
+        ("missing_file", "nope.jsonl: file not found (`python -m src.synth_data` writes it)"),
         ("empty_file", "file is empty"),
         ("malformed", ":2: malformed JSON"),
         ("no_positive", ":1: missing field 'positive'"),
