@@ -165,11 +165,14 @@ def parse_record(obj: Any, record_type: type[R], path: str | os.PathLike, line: 
     return record_type(**values)
 
 
-def iter_json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, decoded JSON value) for every non-blank line of a UTF-8 JSONL file."""
+def iter_json_lines(path: str | os.PathLike, made_by: str | None = None) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, decoded JSON value) for every non-blank line of a UTF-8 JSONL file.
+
+    made_by: the command that writes the file, named in the error when the file is missing.
+    """
     path = Path(path)
     if not path.exists():
-        raise DataError(path, "file not found")
+        raise DataError(path, f"file not found (`{made_by}` writes it)" if made_by else "file not found")
     if not path.is_file():
         raise DataError(path, "not a regular file")
     with path.open("rb") as f:
@@ -187,13 +190,8 @@ def iter_json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
 
 
 def read_jsonl(path: str | os.PathLike, record_type: type[R], made_by: str | None = None) -> list[R]:
-    """Read and validate every record of a JSONL file; an empty file is an error.
-
-    made_by: the command that writes the file, named in the error when the file is missing.
-    """
-    if made_by and not Path(path).exists():
-        raise DataError(path, f"file not found (`{made_by}` writes it)")
-    records = [parse_record(obj, record_type, path, n) for n, obj in iter_json_lines(path)]
+    """Read and validate every record of a JSONL file; an empty file is an error. made_by: see iter_json_lines."""
+    records = [parse_record(obj, record_type, path, n) for n, obj in iter_json_lines(path, made_by)]
     if not records:
         raise DataError(path, "file is empty (no JSON lines)")
     return records
