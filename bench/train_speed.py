@@ -40,7 +40,7 @@ from src.pipeline import PROFILES  # noqa: E402
 
 def laptop_with(flag: str, value: str) -> list[str]:
     """The pipeline's laptop profile with one flag's value replaced."""
-    argv = list(PROFILES["laptop"])
+    argv = list(PROFILES["laptop"]["train"])
     argv[argv.index(flag) + 1] = value
     return argv
 
@@ -50,7 +50,7 @@ CONFIGS = {
     "legacy-dynamic": ["--max_query_length", "128", "--batching", "random"],
     "frozen-embeddings": ["--freeze_embeddings", "--max_query_length", "64"],
     # the pipeline's laptop profile as is (its learning rate included); the bench sets only the step count
-    "laptop": list(PROFILES["laptop"]),
+    "laptop": list(PROFILES["laptop"]["train"]),
     # points beside it on the speed/quality frontier
     "laptop-6-layers": laptop_with("--freeze_layers", "6"),
     "laptop-attention-dropout": laptop_with("--attention_dropout", "0.1"),
@@ -130,7 +130,7 @@ def main() -> None:
 def print_table(results: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> None:
     """One row per configuration: mean examples/s and its ratio to legacy, max peak MiB, mean test nDCG@10,
     the mean per-seed nDCG@10 difference to legacy (same seed = same data order), and each seed's nDCG@10."""
-    laptop = PROFILES["laptop"]
+    laptop = PROFILES["laptop"]["train"]
     legacy = results["legacy"]
     print(f"\nTraining speed, stand-in e5-small, {args.steps} steps x batch {args.batch_size}, "
           f"max length {args.max_seq_length}, learning rate {args.learning_rate} (laptop: its profile's "

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import types
 import typing
+import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -73,14 +74,41 @@ CATEGORIES = {
     "analog": "아날로그 회로",
     "digital_embedded": "디지털·임베디드",
     "power_electronics": "전력전자",
-    "power_systems": "전력계통·전기기기",
+    "power_systems": "전력계통",
     "signal_processing": "신호처리·데이터 변환",
     "rf_comm": "RF·통신",
-    "sensors_measurement": "센서·계측",
+    "sensors_measurement": "센서",
+    "instruments": "계측기·측정",
     "pcb_manufacturing": "PCB·제조",
     "protection_emc_safety": "보호·EMC·안전",
+    "power_protection": "계통 보호·계전",
+    "electrical_machines": "전기기기",
+    "control": "제어공학",
+    "electromagnetics": "전자기학",
+    "circuit_theory": "회로이론",
+    "battery_bms": "배터리·BMS",
+    "electrical_installation": "전기설비·KEC",
     "general": "일반",
 }
+# Registers of a text: the glossary's definitions and the independent evaluation passages use the same keys.
+REGISTERS = {
+    "textbook": "교과서·사전",
+    "datasheet": "데이터시트·응용 노트",
+    "exam": "시험 대비 요약",
+    "forum": "질문 답변·커뮤니티",
+    "manual": "매뉴얼·현장 지침",
+}
+# Query styles of the independent evaluation sets (people's own typing, not our templates).
+EVAL_QUERY_STYLES = {
+    "typo": "오타",
+    "spacing": "띄어쓰기 변형",
+    "mixed": "한영 혼용",
+    "long_question": "긴 질문",
+    "part_number": "부품 번호·규격",
+    "symptom": "이름 없이 현상·목적",
+    "short": "짧은 키워드",
+}
+EVAL_SPLITS = ("dev", "test")  # dev: choose recipes and defaults on it; test: report only
 CONCEPT_ID = re.compile(r"^[a-z0-9_]+$")
 
 
@@ -88,21 +116,43 @@ CONCEPT_ID = re.compile(r"^[a-z0-9_]+$")
 class GlossaryEntry:
     """One concept of the glossary (``data/glossary_ko.jsonl``).
 
-    ``reading`` is the Korean pronunciation of an acronym read as a word (MOSFET -> 모스펫); it decides
-    the Korean particle after the acronym. ``descriptions`` are noun phrases that identify the concept
-    without naming it; ``confusables`` are ids of sibling concepts that are easy to mix up.
+    ``definitions`` maps a register (``REGISTERS``) to an independently worded definition, the primary
+    one first; a user glossary may give a single ``definition`` string instead (read as its textbook
+    wording). ``reading`` is the Korean pronunciation of an acronym read as a word (MOSFET -> 모스펫); it
+    decides the Korean particle after the acronym. ``descriptions`` are noun phrases that identify the
+    concept without naming it; ``confusables`` are ids of sibling concepts that are easy to mix up.
     """
 
     id: str
     term: str
     category: str
-    definition: str | None = None
+    definitions: dict[str, str] = dataclasses.field(default_factory=dict)
     english: str | None = None
     acronym: str | None = None
     reading: str | None = None
     aliases: list[str] = dataclasses.field(default_factory=list)
     descriptions: list[str] = dataclasses.field(default_factory=list)
     confusables: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def definition(self) -> str | None:
+        """The primary definition (the first wording), or None for a concept without one."""
+        return next(iter(self.definitions.values()), None)
+
+    @property
+    def names(self) -> list[str]:
+        """Every name of the concept: term, English name, acronym and aliases."""
+        return [n for n in (self.term, self.english, self.acronym, *self.aliases) if n]
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneralPair:
+    """A general-language (not electrical) query and the passage that answers it
+    (``data/general_ko_pairs.jsonl``); mixed into training to keep general Korean understanding."""
+
+    topic: str
+    query: str
+    positive: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,25 +164,79 @@ class AcronymEntry:
     definition: str
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalQuery:
+    """A query of an independent evaluation set, as people type it (``EVAL_QUERY_STYLES``)."""
+
+    style: str
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConcept:
+    """One concept of an independent evaluation set (``data/eval/*_concepts.jsonl``, ``seen_wording.jsonl``).
+
+    ``passages`` maps a register to a passage about the concept written outside this project's templates
+    and glossary; every query's relevant passages are its concept's. ``split`` is fixed once: ``dev``
+    concepts are for choosing recipes, ``test`` concepts only for reporting.
+    """
+
+    concept_id: str
+    term: str
+    category: str
+    split: str
+    passages: dict[str, str]
+    queries: list[EvalQuery]
+    english: str | None = None
+    acronym: str | None = None
+    aliases: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n in (self.term, self.english, self.acronym, *self.aliases) if n]
+
+
+@dataclasses.dataclass(frozen=True)
+class TermPair:
+    """A Korean term and its English equivalent (``data/eval/term_pairs.jsonl``); ``in_glossary`` says
+    whether the glossary names the concept, ``split`` is the fixed dev/test part."""
+
+    ko: str
+    en: str
+    category: str
+    split: str
+    in_glossary: bool
+
+
 R = TypeVar("R")
 
 SYNTH_COMMAND = "python -m src.synth_data"  # the stage that writes the Triplet and Passage files
 
 
 def _type_name(tp: Any) -> str:
-    return str(tp).replace("typing.", "") if typing.get_origin(tp) else tp.__name__
+    if dataclasses.is_dataclass(tp):
+        return "a JSON object"
+    if typing.get_origin(tp) is list and dataclasses.is_dataclass(typing.get_args(tp)[0]):
+        return "a list of JSON objects"
+    return str(tp).replace("typing.", "").replace("src.data.", "") if typing.get_origin(tp) else tp.__name__
 
 
 def _matches(value: Any, tp: Any) -> bool:
-    """True if a decoded JSON value fits the annotated field type (str, int, float, bool, list[X], X | None)."""
+    """True if a decoded JSON value fits the annotated field type (str, int, float, bool, list[X],
+    dict[str, X], X | None, or a nested record type, checked as an object here and parsed later)."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         return any(_matches(value, arg) for arg in typing.get_args(tp))
     if tp is type(None):
         return value is None
+    if dataclasses.is_dataclass(tp):
+        return isinstance(value, dict)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         return isinstance(value, list) and all(_matches(v, item_tp) for v in value)
+    if origin is dict:
+        _, value_tp = typing.get_args(tp)
+        return isinstance(value, dict) and all(_matches(v, value_tp) for v in value.values())
     if tp is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if tp is int:
@@ -140,27 +244,52 @@ def _matches(value: Any, tp: Any) -> bool:
     return isinstance(value, tp)
 
 
-def parse_record(obj: Any, record_type: type[R], path: str | os.PathLike, line: int) -> R:
-    """Validate one decoded JSON value against a dataclass record type; unknown keys are ignored."""
+def _empty_text(value: Any) -> bool:
+    """True for a blank string, or a list/dict holding one (nested records are checked on their own)."""
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, dict):
+        return any(isinstance(v, str) and not v.strip() for v in value.values())
+    if isinstance(value, list):
+        return any(isinstance(v, str) and not v.strip() for v in value)
+    return False
+
+
+def parse_record(obj: Any, record_type: type[R], path: str | os.PathLike, line: int, prefix: str = "") -> R:
+    """Validate one decoded JSON value against a dataclass record type; unknown keys are ignored.
+
+    Fields may hold nested record types (or lists of them); ``prefix`` names the enclosing field in
+    errors, e.g. ``queries[2].text``."""
     if not isinstance(obj, dict):
-        raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", line)
+        where = f"field '{prefix.rstrip('.')}' must be a JSON object" if prefix else "expected a JSON object"
+        raise DataError(path, f"{where}, got {type(obj).__name__}", line)
     hints = typing.get_type_hints(record_type)
     values = {}
     for field in dataclasses.fields(record_type):
-        tp = hints[field.name]
+        tp, name = hints[field.name], prefix + field.name
         if field.name not in obj:
             if field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING:
                 continue
-            raise DataError(path, f"missing field '{field.name}'", line)
+            raise DataError(path, f"missing field '{name}'", line)
         value = obj[field.name]
         if not _matches(value, tp):
             raise DataError(
                 path,
-                f"field '{field.name}' must be {_type_name(tp)}, got {type(value).__name__} ({value!r:.40})",
+                f"field '{name}' must be {_type_name(tp)}, got {type(value).__name__} ({value!r:.40})",
                 line,
             )
-        if tp is str and not value.strip():
-            raise DataError(path, f"field '{field.name}' is empty", line)
+        if _empty_text(value):
+            raise DataError(
+                path,
+                f"field '{name}' is empty"
+                if isinstance(value, str)
+                else f"field '{name}' holds an empty text",
+                line,
+            )
+        if dataclasses.is_dataclass(tp):
+            value = parse_record(value, tp, path, line, f"{name}.")
+        elif typing.get_origin(tp) is list and dataclasses.is_dataclass(item := typing.get_args(tp)[0]):
+            value = [parse_record(v, item, path, line, f"{name}[{i}].") for i, v in enumerate(value)]
         values[field.name] = value
     return record_type(**values)
 
@@ -189,12 +318,19 @@ def iter_json_lines(path: str | os.PathLike, made_by: str | None = None) -> Iter
                 raise DataError(path, f"malformed JSON: {e.msg} (column {e.colno})", number) from None
 
 
+def read_numbered(
+    path: str | os.PathLike, record_type: type[R], made_by: str | None = None
+) -> list[tuple[int, R]]:
+    """(line number, record) for every record of a JSONL file; an empty file is an error. made_by: see iter_json_lines."""
+    numbered = [(n, parse_record(obj, record_type, path, n)) for n, obj in iter_json_lines(path, made_by)]
+    if not numbered:
+        raise DataError(path, "file is empty (no JSON lines)")
+    return numbered
+
+
 def read_jsonl(path: str | os.PathLike, record_type: type[R], made_by: str | None = None) -> list[R]:
     """Read and validate every record of a JSONL file; an empty file is an error. made_by: see iter_json_lines."""
-    records = [parse_record(obj, record_type, path, n) for n, obj in iter_json_lines(path, made_by)]
-    if not records:
-        raise DataError(path, "file is empty (no JSON lines)")
-    return records
+    return [record for _, record in read_numbered(path, record_type, made_by)]
 
 
 def read_text_lines(path: str | os.PathLike) -> list[tuple[int, str]]:
@@ -215,14 +351,47 @@ def read_text_lines(path: str | os.PathLike) -> list[tuple[int, str]]:
     return lines
 
 
+DEFINITION_CHARS = (20, 800)  # sane length of one definition, in characters
+
+
+def normalize_name(name: str) -> str:
+    """Key for matching names across files: NFKC, lower case, without spaces and hyphens."""
+    return re.sub(r"[\s\-]", "", unicodedata.normalize("NFKC", name).lower())
+
+
+def name_keys(concept: GlossaryEntry | EvalConcept) -> list[str]:
+    """Distinct matching keys of a concept's names: normalized term, English name and aliases; the acronym
+    keeps its case (SoC, system on a chip, and SOC, state of charge, are different acronyms)."""
+    keys = [normalize_name(n) for n in (concept.term, concept.english, *concept.aliases) if n]
+    if concept.acronym:
+        keys.append("acronym:" + re.sub(r"[\s\-]", "", unicodedata.normalize("NFKC", concept.acronym)))
+    return list(dict.fromkeys(keys))
+
+
+def _glossary_object(obj: Any, path: str | os.PathLike, line: int) -> Any:
+    """Accept a user glossary's single ``definition`` string as ``definitions: {"textbook": ...}``."""
+    if not isinstance(obj, dict) or "definition" not in obj:
+        return obj
+    if "definitions" in obj:
+        raise DataError(path, "give either 'definition' or 'definitions', not both", line)
+    if not isinstance(obj["definition"], str) or not obj["definition"].strip():
+        raise DataError(path, "field 'definition' must be a non-empty str", line)
+    return {**obj, "definitions": {"textbook": obj["definition"]}}
+
+
 def load_glossary(path: str | os.PathLike) -> list[GlossaryEntry]:
-    """Read the glossary and check it as a whole: id shape, known categories, unique ids and acronyms,
-    confusables that name existing other concepts. Errors name the file and line."""
-    numbered = [(n, parse_record(obj, GlossaryEntry, path, n)) for n, obj in iter_json_lines(path)]
+    """Read the glossary and check it as a whole: id shape, known categories and registers, definition
+    lengths, unique ids, every name (term, English, acronym, alias) owned by one concept, confusables that
+    name existing other concepts. Errors name the file and line."""
+    numbered = [
+        (n, parse_record(_glossary_object(obj, path, n), GlossaryEntry, path, n))
+        for n, obj in iter_json_lines(path)
+    ]
     if not numbered:
         raise DataError(path, "file is empty (no JSON lines)")
     first_line: dict[str, int] = {}
-    acronyms: dict[str, str] = {}
+    owner: dict[str, str] = {}  # normalized name -> concept id
+    low, high = DEFINITION_CHARS
     for n, entry in numbered:
         if not CONCEPT_ID.match(entry.id):
             raise DataError(
@@ -234,12 +403,20 @@ def load_glossary(path: str | os.PathLike) -> list[GlossaryEntry]:
             )
         if entry.category not in CATEGORIES:
             raise DataError(path, f"field 'category': unknown category {entry.category!r}", n)
-        if entry.acronym:
-            if entry.acronym in acronyms:
+        for register, text in entry.definitions.items():
+            if register not in REGISTERS:
                 raise DataError(
-                    path, f"acronym '{entry.acronym}' also belongs to '{acronyms[entry.acronym]}'", n
+                    path,
+                    f"field 'definitions': unknown register {register!r} (one of {', '.join(REGISTERS)})",
+                    n,
                 )
-            acronyms[entry.acronym] = entry.id
+            if not low <= len(text) <= high:
+                raise DataError(
+                    path, f"field 'definitions.{register}': {len(text)} characters, expected {low}-{high}", n
+                )
+        for name in name_keys(entry):
+            if owner.setdefault(name, entry.id) != entry.id:
+                raise DataError(path, f"name {name!r} of '{entry.id}' also belongs to '{owner[name]}'", n)
         first_line[entry.id] = n
     for n, entry in numbered:
         for other in entry.confusables:
@@ -248,6 +425,56 @@ def load_glossary(path: str | os.PathLike) -> list[GlossaryEntry]:
                     path, f"field 'confusables': '{other}' is not another concept of the glossary", n
                 )
     return [entry for _, entry in numbered]
+
+
+def load_eval_concepts(path: str | os.PathLike) -> list[EvalConcept]:
+    """Read an independent evaluation set of concepts: unique ids and names, known categories, registers,
+    query styles and splits, at least one query and two passages per concept."""
+    numbered = read_numbered(path, EvalConcept)
+    seen: dict[str, int] = {}
+    owner: dict[str, str] = {}
+    for n, c in numbered:
+        if c.concept_id in seen:
+            raise DataError(
+                path, f"duplicate concept_id '{c.concept_id}' (first on line {seen[c.concept_id]})", n
+            )
+        seen[c.concept_id] = n
+        if c.category not in CATEGORIES:
+            raise DataError(path, f"field 'category': unknown category {c.category!r}", n)
+        if c.split not in EVAL_SPLITS:
+            raise DataError(
+                path, f"field 'split' must be one of {', '.join(EVAL_SPLITS)}, got {c.split!r}", n
+            )
+        unknown = sorted(set(c.passages) - set(REGISTERS))
+        if unknown or len(c.passages) < 2:
+            raise DataError(path, f"field 'passages': needs 2+ registers of {', '.join(REGISTERS)}", n)
+        styles = sorted({q.style for q in c.queries} - set(EVAL_QUERY_STYLES))
+        if styles or not c.queries:
+            raise DataError(
+                path, f"field 'queries': needs 1+ queries with a style of {', '.join(EVAL_QUERY_STYLES)}", n
+            )
+        for name in name_keys(c):
+            if owner.setdefault(name, c.concept_id) != c.concept_id:
+                raise DataError(path, f"name {name!r} of '{c.concept_id}' also belongs to '{owner[name]}'", n)
+    return [c for _, c in numbered]
+
+
+def load_term_pairs(path: str | os.PathLike) -> list[TermPair]:
+    """Read the Korean-English term pairs: known categories and splits, every Korean and English term once."""
+    numbered = read_numbered(path, TermPair)
+    first: dict[str, int] = {}
+    for n, pair in numbered:
+        if pair.category not in CATEGORIES:
+            raise DataError(path, f"field 'category': unknown category {pair.category!r}", n)
+        if pair.split not in EVAL_SPLITS:
+            raise DataError(
+                path, f"field 'split' must be one of {', '.join(EVAL_SPLITS)}, got {pair.split!r}", n
+            )
+        for side, term in (("ko", pair.ko), ("en", pair.en)):
+            key = f"{side}:{normalize_name(term)}"
+            if first.setdefault(key, n) != n:
+                raise DataError(path, f"field '{side}': {term!r} already on line {first[key]}", n)
+    return [pair for _, pair in numbered]
 
 
 def to_json_line(record: Any) -> str:

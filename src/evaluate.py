@@ -1,22 +1,31 @@
-"""Evaluate a fine-tuned model against its base model and BM25 on the unseen-concept test split.
+"""Evaluate a fine-tuned model against its base model and BM25, first on text our templates never wrote.
 
-Every system ranks the *whole* test corpus for each test query (every passage of every test concept);
-a passage is relevant when it describes the query's concept. The report compares the systems side by
-side, sliced by query style, category and acronym-vs-term queries, with a paired bootstrap confidence
-interval on the nDCG@10 gain, pairwise triplet accuracy for continuity, and Spearman correlation on a
-general-Korean STS file to show whether fine-tuning cost general understanding.
+Independent evaluation sets lead (``data/eval/``, written outside ``src.synth_data`` and the glossary):
+(a) glossary concepts explained in other registers and queried as people type, (b) the same for concepts
+outside the glossary, (c) Korean-English term pairs in both directions. Each set is split once by concept
+into a ``dev`` part (choose recipes and defaults on it) and a ``test`` part (report only); ``--eval_part``
+picks the part. Then the synthetic test split: unseen concepts, but worded by our own templates.
+
+Every system ranks a task's whole document list for each query; a document is relevant when it belongs
+to the query's concept. The report compares the systems side by side with a paired bootstrap confidence
+interval on the gain (resampling concepts, since one concept's queries are not independent), slices by
+query style, register, category and more, pairwise triplet accuracy on the synthetic split, and Spearman
+correlation on a general-Korean STS file to show whether fine-tuning cost general understanding.
 
     uv run python -m src.evaluate --model_path outputs/bge-m3-kr --sample_size 500
 
-The flow: 1. load test rows and corpus, sample queries  2. load the models  3. score every system
-4. metrics, slices, bootstrap, STS  5. write the report folder (metrics.json, report.md, PNG charts).
+The flow: 1. load the tasks (independent sets, synthetic split) and STS  2. load the models  3. score
+every system on every task  4. metrics, slices, bootstrap  5. write the report folder (metrics.json,
+report.md, PNG charts).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
+import logging
 import random
 import re
 import shlex
@@ -29,7 +38,22 @@ import numpy as np
 
 from src import m3
 from src.base_model import ModelNotFound, resolve_model
-from src.data import CATEGORIES, SYNTH_COMMAND, DataError, Passage, Triplet, atomic_path, read_jsonl
+from src.data import (
+    CATEGORIES,
+    EVAL_QUERY_STYLES,
+    EVAL_SPLITS,
+    REGISTERS,
+    SYNTH_COMMAND,
+    DataError,
+    EvalConcept,
+    Passage,
+    TermPair,
+    Triplet,
+    atomic_path,
+    load_eval_concepts,
+    load_term_pairs,
+    read_jsonl,
+)
 
 METRICS = ["recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "map@100"]
 TOP_K = 100
@@ -37,6 +61,12 @@ DISCOUNTS = 1.0 / np.log2(np.arange(2, 12))  # nDCG@10 position discounts for ra
 ACRONYM = re.compile(r"(?<![A-Za-z])[A-Z][A-Za-z0-9]*[A-Z0-9](?![a-z])")  # PWM, I2C, MOSFET, SoC, RS-485
 KIWI_KEEP = ("NNG", "NNP", "SL", "SN", "SH", "XR", "VV", "VA")  # content morphemes for BM25
 STS_HEADER = ["genre", "filename", "year", "id", "score", "sentence1", "sentence2"]
+CONCEPT_SETS = {  # independent sets of concepts: key -> (file in --eval_dir, title)
+    "a": ("seen_wording.jsonl", "(a) seen concepts, new wording"),
+    "b": ("unseen_concepts.jsonl", "(b) outside the glossary"),
+}
+PAIRS_FILE = "term_pairs.jsonl"  # (c), evaluated in both directions
+SYNTHETIC = "synthetic"
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -64,14 +94,36 @@ def retrieval_metrics(ranked: np.ndarray, relevant: list[set[int]]) -> dict[str,
 
 
 def paired_bootstrap(
-    a: np.ndarray, b: np.ndarray, n: int = 1000, seed: int = 0
+    a: np.ndarray, b: np.ndarray, n: int = 1000, seed: int = 0, groups: list[str] | None = None
 ) -> tuple[float, float, float]:
-    """Mean of (a - b) over queries and its 95% percentile interval from ``n`` paired resamples."""
+    """Mean of (a - b) over queries and its 95% percentile interval from ``n`` paired resamples.
+
+    With ``groups`` (one label per query, e.g. its concept) whole groups are resampled: queries about one
+    concept are correlated, so resampling them one by one would make the interval too narrow."""
     diff = a - b
     rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(n, len(diff)))].mean(axis=1)
+    if groups is None:
+        means = diff[rng.integers(0, len(diff), size=(n, len(diff)))].mean(axis=1)
+    else:
+        labels, inverse = np.unique(groups, return_inverse=True)
+        sums, sizes = np.bincount(inverse, weights=diff), np.bincount(inverse)
+        picks = rng.integers(0, len(labels), size=(n, len(labels)))
+        means = sums[picks].sum(axis=1) / sizes[picks].sum(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return float(diff.mean()), float(low), float(high)
+
+
+def label_recall(
+    ranked: np.ndarray, relevant: list[set[int]], labels: list[str], k: int = 10
+) -> dict[str, tuple[int, float]]:
+    """Per document label (e.g. register): (number of query-document pairs, share of them in the top k)
+    over every relevant document carrying that label."""
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for docs, rel in zip(ranked, relevant, strict=True):
+        top = set(docs[:k].tolist())
+        for d in rel:
+            hits[labels[d]].append(d in top)
+    return {label: (len(v), float(np.mean(v))) for label, v in sorted(hits.items())}
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -137,21 +189,136 @@ def load_test_set(test_path: Path, corpus_path: Path, sample_size: int, seed: in
     return TestSet(rows, corpus, [by_concept[r.concept_id] for r in rows])
 
 
+@dataclass
+class Task:
+    """One retrieval task: each query ranks every document; ``relevant`` holds, per query, the indices of
+    its concept's documents. ``concepts`` labels each query's concept (the bootstrap resamples them);
+    ``query_slices`` and ``document_slices`` map a slice name to one label per query / per document."""
+
+    key: str
+    title: str
+    metric: str  # the headline metric of the task
+    queries: list[str]
+    documents: list[str]
+    relevant: list[set[int]]
+    concepts: list[str]
+    query_slices: dict[str, list[str]]
+    document_slices: dict[str, list[str]]
+
+
+def synthetic_task(test: TestSet) -> Task:
+    """The synthetic test split as a task: sampled test queries over the whole test corpus."""
+    return Task(
+        SYNTHETIC,
+        "synthetic test split (our templates)",
+        "ndcg@10",
+        [r.query for r in test.rows],
+        [p.text for p in test.corpus],
+        test.relevant,
+        [r.concept_id for r in test.rows],
+        {
+            "style": [r.style for r in test.rows],
+            "category": [r.category for r in test.rows],
+            "kind": [query_kind(r.query) for r in test.rows],
+        },
+        {},
+    )
+
+
+def concept_task(key: str, title: str, concepts: list[EvalConcept], part: str, held_out: set[str]) -> Task:
+    """The ``part`` concepts' queries over the passages of the same concepts (each part stands alone).
+
+    held_out: ids of the synthetic test split's concepts; set (a) is sliced by whether training saw them."""
+    concepts = [c for c in concepts if c.split == part]
+    documents, registers, owner = [], [], []
+    for c in concepts:
+        for register, text in c.passages.items():
+            documents.append(text)
+            registers.append(register)
+            owner.append(c.concept_id)
+    by_concept: dict[str, set[int]] = defaultdict(set)
+    for i, concept_id in enumerate(owner):
+        by_concept[concept_id].add(i)
+    asked = [(c, q) for c in concepts for q in c.queries]
+    slices = {"style": [q.style for _, q in asked], "category": [c.category for c, _ in asked]}
+    if key == "a":
+        slices["synthetic_split"] = ["test" if c.concept_id in held_out else "train" for c, _ in asked]
+    return Task(
+        key,
+        title,
+        "ndcg@10",
+        [q.text for _, q in asked],
+        documents,
+        [by_concept[c.concept_id] for c, _ in asked],
+        [c.concept_id for c, _ in asked],
+        slices,
+        {"register": registers},
+    )
+
+
+def pair_tasks(pairs: list[TermPair], part: str) -> list[Task]:
+    """Set (c) both ways: each ``part`` pair's Korean term ranks the part's English terms, and back."""
+    pairs = [p for p in pairs if p.split == part]
+    chosen = range(len(pairs))
+    tasks = []
+    for key, arrow, source, target in (("c_ko_en", "ko→en", "ko", "en"), ("c_en_ko", "en→ko", "en", "ko")):
+        tasks.append(
+            Task(
+                key,
+                f"(c) term pairs {arrow}",
+                "mrr@10",
+                [getattr(pairs[i], source) for i in chosen],
+                [getattr(p, target) for p in pairs],
+                [{i} for i in chosen],
+                [pairs[i].en for i in chosen],
+                {
+                    "glossary": ["in glossary" if pairs[i].in_glossary else "outside" for i in chosen],
+                    "category": [pairs[i].category for i in chosen],
+                },
+                {},
+            )
+        )
+    return tasks
+
+
+def independent_tasks(eval_dir: Path, part: str, held_out: set[str]) -> list[Task]:
+    """Every independent set found in ``eval_dir`` (at least one must be there), in the order (a), (b), (c)."""
+    tasks = []
+    for key, (name, title) in CONCEPT_SETS.items():
+        if (eval_dir / name).exists():
+            tasks.append(concept_task(key, title, load_eval_concepts(eval_dir / name), part, held_out))
+    if (eval_dir / PAIRS_FILE).exists():
+        tasks += pair_tasks(load_term_pairs(eval_dir / PAIRS_FILE), part)
+    if not tasks:
+        files = ", ".join([name for name, _ in CONCEPT_SETS.values()] + [PAIRS_FILE])
+        raise DataError(eval_dir, f"no independent evaluation set here (expected one of {files}; '' to skip)")
+    empty = [t.title for t in tasks if not t.queries]
+    if empty:
+        raise DataError(eval_dir, f"no {part} queries in {', '.join(empty)}")
+    return tasks
+
+
 # ----------------------------------------------------------------------------- systems
+
+
+@functools.cache
+def kiwi():
+    """One Kiwi morphological analyser per process (building one takes about a second)."""
+    from kiwipiepy import Kiwi
+
+    return Kiwi()
 
 
 def kiwi_tokens(texts: list[str]) -> list[list[str]]:
     """Content morphemes (nouns, foreign words, numbers, roots, verb/adjective stems), lower-cased."""
-    from kiwipiepy import Kiwi
-
-    kiwi = Kiwi()
-    return [[t.form.lower() for t in kiwi.tokenize(text) if t.tag.startswith(KIWI_KEEP)] for text in texts]
+    return [[t.form.lower() for t in kiwi().tokenize(text) if t.tag.startswith(KIWI_KEEP)] for text in texts]
 
 
 def bm25_scores(queries: list[str], documents: list[str]) -> np.ndarray:
     """BM25 scores over Korean morphemes (bm25s + kiwipiepy), shape [n_queries, n_documents]."""
     import bm25s
 
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
     retriever = bm25s.BM25()
     retriever.index(kiwi_tokens(documents), show_progress=False)
     vocab = retriever.vocab_dict
@@ -165,41 +332,99 @@ def bm25_scores(queries: list[str], documents: list[str]) -> np.ndarray:
 
 @dataclass
 class DenseResult:
-    scores: np.ndarray  # [n_queries, n_corpus] cosine
-    triplet_pos: np.ndarray  # [n_queries] cosine(query, positive)
-    triplet_neg: np.ndarray  # [n_queries] cosine(query, negative)
+    scores: dict[str, np.ndarray]  # task key -> [n_queries, n_documents] cosine
+    triplet_pos: np.ndarray  # [n_rows] cosine(query, positive) of the synthetic test rows
+    triplet_neg: np.ndarray  # [n_rows] cosine(query, negative)
     sts_spearman: float | None
 
 
-def dense_scores(model, test: TestSet, sts: tuple | None, batch_size: int) -> DenseResult:
-    """Cosine scores of one model: queries x corpus, the rows' own positive/negative, and STS pairs."""
+def encode_unique(encode, texts: list[str], batch_size: int) -> tuple[np.ndarray, dict[str, int]]:
+    """Encode each distinct text once: (unit vectors [n_distinct, dim], text -> row)."""
+    index = {t: i for i, t in enumerate(dict.fromkeys(texts))}
+    opts = {"batch_size": batch_size, "normalize_embeddings": True, "convert_to_numpy": True}
+    return encode(list(index), show_progress_bar=True, **opts), index
+
+
+def dense_scores(
+    model, tasks: list[Task], rows: list[Triplet], sts: tuple | None, batch_size: int
+) -> DenseResult:
+    """Cosine scores of one model on every task, the synthetic rows' own positive/negative, and STS pairs.
+
+    Queries get the model's query prompt, documents its document prompt; every distinct text is encoded
+    once (the tasks share passages, and the rows' positives and negatives are usually corpus passages)."""
     from scipy.stats import spearmanr
 
-    opts = {"batch_size": batch_size, "normalize_embeddings": True, "convert_to_numpy": True}
-    queries = model.encode_query([r.query for r in test.rows], show_progress_bar=True, **opts)
-    # the rows' positives and negatives are usually corpus passages: encode each distinct text once
-    texts = [p.text for p in test.corpus] + [r.positive for r in test.rows] + [r.negative for r in test.rows]
-    index = {t: i for i, t in enumerate(dict.fromkeys(texts))}
-    passages = model.encode_document(list(index), show_progress_bar=True, **opts)
-    corpus = passages[[index[p.text] for p in test.corpus]]
-    pos = passages[[index[r.positive] for r in test.rows]]
-    neg = passages[[index[r.negative] for r in test.rows]]
+    queries, qi = encode_unique(
+        model.encode_query, [q for t in tasks for q in t.queries] + [r.query for r in rows], batch_size
+    )
+    docs, di = encode_unique(
+        model.encode_document,
+        [d for t in tasks for d in t.documents] + [r.positive for r in rows] + [r.negative for r in rows],
+        batch_size,
+    )
+    scores = {
+        t.key: queries[[qi[q] for q in t.queries]] @ docs[[di[d] for d in t.documents]].T for t in tasks
+    }
+    row_queries = queries[[qi[r.query] for r in rows]]
+    pos = np.sum(row_queries * docs[[di[r.positive] for r in rows]], axis=1)
+    neg = np.sum(row_queries * docs[[di[r.negative] for r in rows]], axis=1)
     spearman = None
     if sts:
         first, second, gold = sts
+        opts = {"batch_size": batch_size, "normalize_embeddings": True, "convert_to_numpy": True}
         a, b = model.encode_query(first, **opts), model.encode_query(second, **opts)
         spearman = float(spearmanr(np.sum(a * b, axis=1), gold).statistic * 100)
-    return DenseResult(
-        queries @ corpus.T, np.sum(queries * pos, axis=1), np.sum(queries * neg, axis=1), spearman
-    )
+    return DenseResult(scores, pos, neg, spearman)
 
 
-def m3_mode_scores(path: str, test: TestSet, batch_size: int, weights: tuple[float, float, float]) -> dict:
-    """An M3 model's dense, sparse, multi-vector and hybrid scores, each [n_queries, n_corpus]."""
-    model = m3.load(path)
-    queries = m3.encode(model, [r.query for r in test.rows], batch_size, max_length=128)
-    corpus = m3.encode(model, [p.text for p in test.corpus], batch_size, max_length=512)
-    return m3.mode_scores(queries, corpus, weights)
+def m3_mode_scores(model, task: Task, batch_size: int, weights: tuple[float, float, float]) -> dict:
+    """An M3 model's dense, sparse, multi-vector and hybrid scores on one task, each [n_queries, n_documents]."""
+    queries = m3.encode(model, task.queries, batch_size, max_length=128)
+    documents = m3.encode(model, task.documents, batch_size, max_length=512)
+    return m3.mode_scores(queries, documents, weights)
+
+
+def task_results(task: Task, ranked: dict[str, np.ndarray], tuned: str, n_boot: int, seed: int) -> dict:
+    """One task's metrics per system, the bootstrap of the fine-tuned model's gain on the headline metric
+    against every other system, and the slices (query slices: headline metric; document slices: recall@10)."""
+    per_query = {s: retrieval_metrics(r, task.relevant) for s, r in ranked.items()}
+    bootstrap = {}
+    for other in per_query:
+        if other != tuned:
+            a, b = per_query[tuned][task.metric], per_query[other][task.metric]
+            mean, low, high = paired_bootstrap(a, b, n_boot, seed, task.concepts)
+            bootstrap[other] = {"mean": round(mean, 4), "low": round(low, 4), "high": round(high, 4)}
+    slices: dict[str, dict[str, dict]] = {}
+    for name, labels in task.query_slices.items():
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, label in enumerate(labels):
+            groups[label].append(i)
+        slices[name] = {
+            label: {
+                "n": len(idx),
+                **{s: round(float(m[task.metric][idx].mean()), 4) for s, m in per_query.items()},
+            }
+            for label, idx in sorted(groups.items())
+        }
+    for name, labels in task.document_slices.items():
+        recall = {s: label_recall(r, task.relevant, labels) for s, r in ranked.items()}
+        counts = recall[tuned]
+        slices[name] = {
+            label: {"n": n, **{s: round(recall[s][label][1], 4) for s in ranked}}
+            for label, (n, _) in counts.items()
+        }
+    return {
+        "title": task.title,
+        "metric": task.metric,
+        "data": {
+            "queries": len(task.queries),
+            "documents": len(task.documents),
+            "concepts": len(set(task.concepts)),
+        },
+        "systems": {s: {m: round(float(v.mean()), 4) for m, v in m.items()} for s, m in per_query.items()},
+        "bootstrap": bootstrap,
+        "slices": slices,
+    }
 
 
 # ----------------------------------------------------------------------------- report
@@ -210,31 +435,13 @@ def query_kind(query: str) -> str:
     return "acronym" if ACRONYM.search(query) else "term"
 
 
-def slice_table(test: TestSet, per_query: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, dict]]:
-    """nDCG@10 per system within each slice: {"style": {value: {"n": .., system: ..}}, "category": .., "kind": ..}."""
-    keys = {
-        "style": [r.style for r in test.rows],
-        "category": [r.category for r in test.rows],
-        "kind": [query_kind(r.query) for r in test.rows],
-    }
-    out: dict[str, dict[str, dict]] = {}
-    for slice_name, values in keys.items():
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, v in enumerate(values):
-            groups[v].append(i)
-        out[slice_name] = {
-            v: {"n": len(idx), **{s: round(float(m["ndcg@10"][idx].mean()), 4) for s, m in per_query.items()}}
-            for v, idx in sorted(groups.items())
-        }
-    return out
-
-
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_charts(folder: Path, metrics: dict) -> None:
-    """metrics.png: every metric per system; styles.png: nDCG@10 per query style and system."""
+    """metrics.png: every metric per system (synthetic split); styles.png: nDCG@10 per query style;
+    independent.png: each independent set's headline metric per system, beside the synthetic split's."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -242,49 +449,141 @@ def write_charts(folder: Path, metrics: dict) -> None:
 
     systems = list(metrics["systems"])
     width = 0.8 / len(systems)
-    for name, groups, values in [
-        ("metrics.png", METRICS, lambda s, g: metrics["systems"][s][g]),
-        ("styles.png", list(metrics["slices"]["style"]), lambda s, g: metrics["slices"]["style"][g][s]),
-    ]:
+    tasks = {
+        **metrics.get("independent", {}).get("tasks", {}),
+        SYNTHETIC: {"systems": metrics["systems"], "metric": "ndcg@10"},
+    }
+    charts = [
+        ("metrics.png", "Retrieval on unseen test concepts (synthetic split)", "score", METRICS, lambda s, g: metrics["systems"][s][g]),
+        ("styles.png", "nDCG@10 by query style (synthetic split)", "nDCG@10", list(metrics["slices"]["style"]), lambda s, g: metrics["slices"]["style"][g][s]),
+        ("independent.png", "Independent sets (" + metrics.get("independent", {}).get("part", "-") + " part) and the synthetic split", "nDCG@10 (a, b, synthetic) / MRR@10 (c)", list(tasks), lambda s, g: tasks[g]["systems"][s][tasks[g]["metric"]]),
+    ]  # fmt: skip
+    for name, title, ylabel, groups, values in charts:
         fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups)), 4), dpi=120)
         x = np.arange(len(groups))
         for i, system in enumerate(systems):
             ax.bar(x + i * width - 0.4 + width / 2, [values(system, g) for g in groups], width, label=system)
+        tilted = name != "metrics.png"
         ax.set_xticks(
             x,
-            groups,
-            rotation=20 if name == "styles.png" else 0,
-            ha="right" if name == "styles.png" else "center",
+            [g.replace("_", " ") for g in groups],
+            rotation=20 if tilted else 0,
+            ha="right" if tilted else "center",
         )
         ax.set_ylim(0, 1)
-        ax.set_ylabel("nDCG@10" if name == "styles.png" else "score")
-        ax.set_title(
-            "nDCG@10 by query style" if name == "styles.png" else "Retrieval on unseen test concepts"
-        )
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(folder / name)
         plt.close(fig)
 
 
+SLICE_TITLES = {  # slice name -> (Korean title, labels of its values)
+    "style": ("질의 스타일별", EVAL_QUERY_STYLES),
+    "register": ("문단 레지스터별 recall@10 (그 레지스터의 정답 문단이 상위 10위 안에 든 비율)", REGISTERS),
+    "category": ("분야별", CATEGORIES),
+    "synthetic_split": ("합성 분할별 (train = 학습에 쓰인 개념, test = 합성 테스트 개념)", {}),
+    "glossary": ("용어집 포함 여부별", {}),
+    "kind": ("약어 질의 vs 용어 질의", {}),
+}
+
+
+def verdict(b: dict) -> str:
+    return "유의미한 향상" if b["low"] > 0 else ("유의미한 하락" if b["high"] < 0 else "잡음과 구분되지 않음")
+
+
+def headline_rows(metrics: dict) -> list[tuple[str, str, int, list[float | None], dict | None]]:
+    """(title, metric, queries, [fine-tuned, base, BM25] values, bootstrap vs base) per task, independent sets first."""
+    roles = metrics["roles"]
+    systems = [roles["fine_tuned"], roles["baseline"], roles["bm25"]]
+    tasks = dict(metrics.get("independent", {}).get("tasks", {}))
+    tasks[SYNTHETIC] = {
+        "title": "synthetic test split (our templates)",
+        "metric": "ndcg@10",
+        "data": {"queries": metrics["data"]["queries"]},
+        "systems": metrics["systems"],
+        "bootstrap": metrics.get("bootstrap", {}),
+    }
+    return [
+        (
+            t["title"],
+            t["metric"],
+            t["data"]["queries"],
+            [t["systems"][s][t["metric"]] if s else None for s in systems],
+            t["bootstrap"].get(roles["baseline"]) if roles["baseline"] else None,
+        )
+        for t in tasks.values()
+    ]
+
+
+def slice_lines(title: str, table: dict[str, dict], systems: list[str], labels: dict[str, str]) -> list[str]:
+    lines = [
+        "",
+        f"#### {title}",
+        "",
+        "| 구분 | n | " + " | ".join(systems) + " |",
+        "|" + "---|" * (len(systems) + 2),
+    ]
+    for value, cells in table.items():
+        label = f"{value} ({labels[value]})" if value in labels else value
+        lines.append(f"| {label} | {cells['n']} | " + " | ".join(f"{cells[s]:.4f}" for s in systems) + " |")
+    return lines
+
+
 def markdown_report(metrics: dict) -> str:
-    """The report in Korean, metric names in English."""
+    """The report in Korean, metric names in English: the independent sets first, then the synthetic split."""
     systems = list(metrics["systems"])
-    head = (
-        "| 지표 | "
-        + " | ".join(systems)
-        + (" | 차이 (파인튜닝 − 기준) |" if "difference" in metrics else " |")
-    )
     lines = [
         "# 검색 평가 보고서",
         "",
         f"- 평가 모델: `{metrics['model']}`",
         f"- 기준 모델: `{metrics['baseline_model']}`" if metrics["baseline_model"] else "- 기준 모델: 없음",
+        f"- 명령: `{metrics['command']}`",
+    ]
+    independent = metrics.get("independent")
+    if independent:
+        lines += [
+            "",
+            f"## 독립 평가 세트 ({independent['part']} 부분): 우리 템플릿과 용어집이 쓰지 않은 글",
+            "",
+            "합성 테스트 분할은 학습 데이터와 같은 템플릿·용어집으로 쓰였으므로, 그 점수만으로는 실제 문서에서 나아졌는지 알 수 없습니다. "
+            "아래 세트는 `src.synth_data` 밖에서 쓴 글이며, 개념 단위로 dev(레시피 선택용)와 test(보고 전용)로 한 번 나뉘어 있습니다. "
+            "95% 신뢰구간은 개념을 다시 뽑는 paired bootstrap입니다.",
+            "",
+            "| 세트 | 지표 | 질의 | 파인튜닝 | 기준 | BM25 | 기준 대비 향상 (95% CI) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for title, metric, n, values, b in headline_rows(metrics):
+            cells = " | ".join("-" if v is None else f"{v:.4f}" for v in values)
+            gain = f"{b['mean']:+.4f} [{b['low']:+.4f}, {b['high']:+.4f}] {verdict(b)}" if b else "-"
+            lines.append(f"| {title} | {metric} | {n} | {cells} | {gain} |")
+        for task in independent["tasks"].values():
+            names = list(task["systems"])
+            d = task["data"]
+            lines += ["", f"### {task['title']}", "", f"질의 {d['queries']}개, 문서 {d['documents']}개, 개념 {d['concepts']}개.", "",
+                      "| 지표 | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]  # fmt: skip
+            for m in METRICS:
+                lines.append(f"| {m} | " + " | ".join(f"{task['systems'][s][m]:.4f}" for s in names) + " |")
+            for versus, b in task["bootstrap"].items():
+                lines.append(
+                    f"\n- {task['metric']} 향상, 파인튜닝 − {versus}: {b['mean']:+.4f} [{b['low']:+.4f}, {b['high']:+.4f}] → {verdict(b)}"
+                )
+            for slice_name, table in task["slices"].items():
+                title, labels = SLICE_TITLES[slice_name]
+                metric = "" if slice_name == "register" else f" {task['metric']}"
+                lines += slice_lines(title + metric, table, names, labels)
+    head = (
+        "| 지표 | "
+        + " | ".join(systems)
+        + (" | 차이 (파인튜닝 − 기준) |" if "difference" in metrics else " |")
+    )
+    lines += [
+        "",
+        "## 합성 테스트 분할 (우리 템플릿)",
+        "",
         f"- 테스트 질의 {metrics['data']['queries']}개, 코퍼스 문단 {metrics['data']['corpus_passages']}개 "
         f"(테스트 개념 {metrics['data']['test_concepts']}개; 학습에 쓰이지 않은 개념)",
-        f"- 명령: `{metrics['command']}`",
-        "",
-        "## 전체 결과",
         "",
         head,
         "|" + "---|" * (len(head.split("|")) - 2),
@@ -294,61 +593,72 @@ def markdown_report(metrics: dict) -> str:
         if "difference" in metrics:
             row += f" | {metrics['difference'][m]:+.4f}"
         lines.append(row + " |")
-    if "bootstrap" in metrics:
-        lines += ["", "## nDCG@10 향상의 95% 신뢰구간 (paired bootstrap)", ""]
+    if metrics.get("bootstrap"):
+        lines += ["", "### nDCG@10 향상의 95% 신뢰구간 (paired bootstrap, 개념 단위)", ""]
         for versus, b in metrics["bootstrap"].items():
-            verdict = (
-                "유의미한 향상"
-                if b["low"] > 0
-                else ("유의미한 하락" if b["high"] < 0 else "잡음과 구분되지 않음")
-            )
             lines.append(
-                f"- 파인튜닝 − {versus}: {b['mean']:+.4f} [{b['low']:+.4f}, {b['high']:+.4f}] → {verdict}"
+                f"- 파인튜닝 − {versus}: {b['mean']:+.4f} [{b['low']:+.4f}, {b['high']:+.4f}] → {verdict(b)}"
             )
     dense = [s for s in systems if "triplet_accuracy" in metrics["systems"][s]]
-    lines += ["", "## 쌍별 비교 (triplet accuracy)와 일반 한국어 유지 (STS)", "", "| 지표 | " + " | ".join(dense) + " |",
+    lines += ["", "### 쌍별 비교 (triplet accuracy)와 일반 한국어 유지 (STS)", "", "| 지표 | " + " | ".join(dense) + " |",
               "|" + "---|" * (len(dense) + 1)]  # fmt: skip
     for key, label in [("triplet_accuracy", "triplet accuracy"), ("mean_pos_sim", "mean positive sim"),
                        ("mean_neg_sim", "mean negative sim"), ("sts_spearman", "STS Spearman×100")]:  # fmt: skip
         cells = [metrics["systems"][s].get(key) for s in dense]
         lines.append(f"| {label} | " + " | ".join("-" if c is None else f"{c:.4f}" for c in cells) + " |")
-    titles = {
-        "style": "질의 스타일별 nDCG@10",
-        "category": "분야별 nDCG@10",
-        "kind": "약어 질의 vs 용어 질의 nDCG@10",
-    }
-    for slice_name, title in titles.items():
-        lines += [
-            "",
-            f"## {title}",
-            "",
-            "| 구분 | n | " + " | ".join(systems) + " |",
-            "|" + "---|" * (len(systems) + 2),
-        ]
-        for value, cells in metrics["slices"][slice_name].items():
-            label = (
-                f"{value} ({CATEGORIES[value]})"
-                if slice_name == "category" and value in CATEGORIES
-                else value
-            )
-            lines.append(
-                f"| {label} | {cells['n']} | " + " | ".join(f"{cells[s]:.4f}" for s in systems) + " |"
-            )
+    for slice_name, table in metrics["slices"].items():
+        title, labels = SLICE_TITLES[slice_name]
+        lines += slice_lines(
+            f"{title} nDCG@10", table, systems, {**labels, **CATEGORIES} if slice_name == "category" else {}
+        )
     lines += ["", "## BGE-M3 검색 모드 (dense · sparse · multi-vector · hybrid)", ""]
     lines += [f"- {name}: {note}" for name, note in metrics.get("m3", {}).items()]
-    lines += ["", "## 그림", "", "![metrics](metrics.png)", "", "![styles](styles.png)", ""]
+    lines += ["", "## 그림", ""]
+    lines += ["![independent](independent.png)", ""] if independent else []
+    lines += ["![metrics](metrics.png)", "", "![styles](styles.png)", ""]
     return "\n".join(lines)
 
 
+def lead_table(metrics: dict) -> str:
+    """The headline of every task side by side: fine-tuned, base and BM25, and the gain over base with its
+    95% CI; the independent sets first, then the synthetic split and STS."""
+    part = metrics.get("independent", {}).get("part")
+    title = (
+        f"Independent sets ({part} part: text our templates never wrote) and the synthetic split"
+        if part
+        else "Synthetic split"
+    )
+    rows = [
+        title,
+        f"{'set':<38}{'metric':<9}{'queries':>8}{'fine-tuned':>12}{'base':>9}{'BM25':>9}  gain vs base (95% CI, concepts resampled)",
+    ]
+    for name, metric, n, values, b in headline_rows(metrics):
+        cells = "".join(
+            f"{'-' if v is None else f'{v:.4f}':>{w}}" for v, w in zip(values, (12, 9, 9), strict=True)
+        )
+        gain = f"  {b['mean']:+.4f} ({b['low']:+.4f} .. {b['high']:+.4f})" if b else ""
+        rows.append(f"{name:<38}{metric.replace('ndcg', 'nDCG').replace('mrr', 'MRR'):<9}{n:>8}{cells}{gain}")
+    roles = metrics["roles"]
+    sts = [
+        metrics["systems"][s].get("sts_spearman") if s else None
+        for s in (roles["fine_tuned"], roles["baseline"])
+    ]
+    if sts[0] is not None:
+        rows.append(
+            f"{'STS (general Korean)':<38}{'ρ×100':<9}{'':>8}"
+            + "".join(f"{'-' if v is None else f'{v:.2f}':>{w}}" for v, w in zip(sts, (12, 9), strict=True))
+        )
+    rows.append("; ".join(f"{label} = {s}" for label, s in zip(("fine-tuned", "base", "BM25"), (roles["fine_tuned"], roles["baseline"], roles["bm25"]), strict=True) if s))  # fmt: skip
+    return "\n".join(rows)
+
+
 def console_table(metrics: dict) -> str:
+    """The synthetic split's full table (every metric per system) and its gains' CIs."""
     systems = list(metrics["systems"])
     w = max(len(s) for s in systems) + 2
-    rows = [f"{'metric':<14}" + "".join(f"{s:>{w}}" for s in systems)]
+    rows = [f"{'synthetic':<14}" + "".join(f"{s:>{w}}" for s in systems)]
     for m in METRICS:
         rows.append(f"{m:<14}" + "".join(f"{metrics['systems'][s][m]:>{w}.4f}" for s in systems))
-    sts = [metrics["systems"][s].get("sts_spearman") for s in systems]
-    if any(v is not None for v in sts):
-        rows.append(f"{'STS ρ×100':<14}" + "".join(f"{'-' if v is None else f'{v:.2f}':>{w}}" for v in sts))
     for versus, b in metrics.get("bootstrap", {}).items():
         rows.append(
             f"nDCG@10 gain vs {versus}: {b['mean']:+.4f} (95% CI {b['low']:+.4f} .. {b['high']:+.4f})"
@@ -382,6 +692,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_argument("--corpus", type=Path, default=Path("data/corpus_test.jsonl"))
     data.add_argument("--sample_size", type=int, default=500, help="test queries to sample (0 = all)")
     data.add_argument("--sts", default="data/sts_ko_sample.tsv", help="KorSTS-layout TSV ('' to skip)")
+    data.add_argument(
+        "--eval_dir", default="data/eval", help="folder of the independent evaluation sets ('' to skip)"
+    )
+    data.add_argument(
+        "--eval_part",
+        choices=EVAL_SPLITS,
+        default="test",
+        help="part of the independent sets to evaluate: dev (to choose recipes on) or test (to report)",
+    )
     data.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples")
     data.add_argument("--seed", type=int, default=42)
     p.add_argument(
@@ -404,8 +723,11 @@ def baseline_of(args: argparse.Namespace) -> str | None:
 def evaluate(args: argparse.Namespace, argv: list[str]) -> dict:
     from sentence_transformers import SentenceTransformer
 
-    # 1. data
+    # 1. tasks: the independent sets (their --eval_part), then the synthetic split; STS pairs
     test = load_test_set(args.test_data, args.corpus, args.sample_size, args.seed)
+    held_out = {p.concept_id for p in test.corpus}
+    independent = independent_tasks(Path(args.eval_dir), args.eval_part, held_out) if args.eval_dir else []
+    tasks = [*independent, synthetic_task(test)]
     sts = read_sts(Path(args.sts)) if args.sts else None
 
     # 2. models (checked before any encoding work)
@@ -418,14 +740,15 @@ def evaluate(args: argparse.Namespace, argv: list[str]) -> dict:
     if baseline:
         paths[f"base ({baseline})"] = resolve_model(baseline)
 
-    # 3. score every system (M3 models add their sparse, multi-vector and hybrid modes)
-    per_query, systems, m3_notes = {}, {}, {}
-    relevant = test.relevant
+    # 3. rank every task's documents with every system (M3 models add sparse, multi-vector and hybrid)
+    ranked: dict[str, dict[str, np.ndarray]] = {t.key: {} for t in tasks}
+    extras, m3_notes = {}, {}
     for name, path in paths.items():
         print(f"Encoding with {name} ...", file=sys.stderr)
-        result = dense_scores(SentenceTransformer(path), test, sts, args.batch_size)
-        per_query[name] = retrieval_metrics(rank_top_k(result.scores), relevant)
-        systems[name] = {
+        result = dense_scores(SentenceTransformer(path), tasks, test.rows, sts, args.batch_size)
+        for t in tasks:
+            ranked[t.key][name] = rank_top_k(result.scores[t.key])
+        extras[name] = {
             "triplet_accuracy": float(np.mean(result.triplet_pos > result.triplet_neg)),
             "mean_pos_sim": float(result.triplet_pos.mean()),
             "mean_neg_sim": float(result.triplet_neg.mean()),
@@ -435,20 +758,21 @@ def evaluate(args: argparse.Namespace, argv: list[str]) -> dict:
             m3_notes[name] = "dense only (no sparse_linear.pt / colbert_linear.pt): M3 modes not available"
             continue
         m3_notes[name] = f"M3 modes evaluated; hybrid weights dense/sparse/colbert = {list(args.m3_weights)}"
-        for mode, scores in m3_mode_scores(path, test, args.batch_size, tuple(args.m3_weights)).items():
-            if mode != "dense":  # the dense mode is the sentence-transformers system above
-                per_query[f"{name} {mode}"] = retrieval_metrics(rank_top_k(scores), relevant)
-                systems[f"{name} {mode}"] = {}
-    bm25 = bm25_scores([r.query for r in test.rows], [p.text for p in test.corpus])
-    per_query["BM25 (kiwi)"] = retrieval_metrics(rank_top_k(bm25), relevant)
-    systems["BM25 (kiwi)"] = {}
+        model = m3.load(path)
+        for t in tasks:
+            for mode, scores in m3_mode_scores(model, t, args.batch_size, tuple(args.m3_weights)).items():
+                if mode != "dense":  # the dense mode is the sentence-transformers system above
+                    ranked[t.key][f"{name} {mode}"] = rank_top_k(scores)
+                    extras[f"{name} {mode}"] = {}
+    for t in tasks:
+        ranked[t.key]["BM25 (kiwi)"] = rank_top_k(bm25_scores(t.queries, t.documents))
+    extras["BM25 (kiwi)"] = {}
 
-    # 4. metrics, differences, bootstrap, slices
-    for name, values in per_query.items():
-        systems[name] = {**{m: round(float(v.mean()), 4) for m, v in values.items()}, **systems[name]}
-    names = list(per_query)
+    # 4. metrics, bootstrap and slices per task; the synthetic split keeps its top-level layout
     tuned, base_name = list(paths)[0], (list(paths)[1] if baseline else None)
-    others = [n for n in names if n != tuned]
+    results = {t.key: task_results(t, ranked[t.key], tuned, args.bootstrap, args.seed) for t in tasks}
+    synthetic = results.pop(SYNTHETIC)
+    systems = {name: {**values, **extras[name]} for name, values in synthetic["systems"].items()}
     metrics = {
         "command": "python -m src.evaluate " + shlex.join(argv),
         "model": args.model_path,
@@ -465,19 +789,22 @@ def evaluate(args: argparse.Namespace, argv: list[str]) -> dict:
             "test_concepts": len({r.concept_id for r in test.rows}),
             "seed": args.seed,
         },
-        "roles": {"fine_tuned": tuned, "baseline": base_name, "bm25": names[-1]},
+        "roles": {"fine_tuned": tuned, "baseline": base_name, "bm25": "BM25 (kiwi)"},
         "m3": m3_notes,
         "systems": systems,
-        "slices": slice_table(test, per_query),
+        "slices": synthetic["slices"],
+        "bootstrap": synthetic["bootstrap"],
     }
     if baseline:
         metrics["difference"] = {m: round(systems[tuned][m] - systems[base_name][m], 4) for m in METRICS}
-    metrics["bootstrap"] = {}
-    for other in others:
-        mean, low, high = paired_bootstrap(
-            per_query[tuned]["ndcg@10"], per_query[other]["ndcg@10"], args.bootstrap, args.seed
-        )
-        metrics["bootstrap"][other] = {"mean": round(mean, 4), "low": round(low, 4), "high": round(high, 4)}
+    if independent:
+        files = sorted(Path(args.eval_dir).glob("*.jsonl"))
+        metrics["independent"] = {
+            "part": args.eval_part,
+            "eval_dir": args.eval_dir,
+            "files_sha256": {f.name: file_sha256(f) for f in files},
+            "tasks": results,
+        }
 
     # 5. report folder, atomically
     with atomic_path(args.report_dir, is_dir=True) as tmp:
@@ -495,6 +822,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, ModelNotFound) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    print(lead_table(metrics))
+    print()
     print(console_table(metrics))
     print(f"Report: {args.report_dir / 'report.md'}")
     return 0

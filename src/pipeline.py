@@ -31,12 +31,18 @@ PROFILES = {
     # 2 CPU cores, about 10 minutes of training: embeddings and lower 3 layers frozen, no attention dropout
     # (CPU attention then runs its fused kernel), short queries, fixed steps, a sharper softmax (temperature
     # 0.02, as BGE's own fine-tuning) that lets the upper layers learn more per step
-    "laptop": ["--use_cpu", "--freeze_layers", "3", "--attention_dropout", "0", "--batch_size", "16",
-               "--max_seq_length", "128", "--max_steps", "130", "--learning_rate", "1e-4", "--temperature", "0.02",
-               "--eval_steps", "65", "--max_dev_queries", "150"],
+    "laptop": {
+        "synth": [],
+        "train": ["--use_cpu", "--freeze_layers", "3", "--attention_dropout", "0", "--batch_size", "16",
+                  "--max_seq_length", "128", "--max_steps", "130", "--learning_rate", "1e-4", "--temperature",
+                  "0.02", "--eval_steps", "0.5", "--dev_ratio", "0.05", "--max_dev_queries", "150"],
+    },
     # one or more GPUs: the whole training split, larger batches, full fine-tuning
-    "gpu": ["--batch_size", "64", "--max_seq_length", "256", "--epochs", "2", "--learning_rate", "2e-5",
-            "--eval_steps", "100"],
+    "gpu": {
+        "synth": [],
+        "train": ["--batch_size", "64", "--max_seq_length", "256", "--epochs", "2", "--learning_rate", "2e-5",
+                  "--eval_steps", "100"],
+    },
 }  # fmt: skip
 STAMP = ".pipeline_key"  # <output>.pipeline_key beside each stage's output holds its input key
 
@@ -92,19 +98,32 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     data, model, report = args.work_dir / "data", args.work_dir / "model", args.work_dir / "report"
     seed = ["--seed", str(args.seed)]
-    synth_argv = ["--output-dir", str(data), *seed, *shlex.split(args.synth_args)]
+    profile = PROFILES[args.profile]
+    synth_argv = ["--output-dir", str(data), *seed, *profile["synth"], *shlex.split(args.synth_args)]
     train_argv = [
         "--model_name", args.base_model, "--train_data", str(data / "train.jsonl"), "--output_dir", str(model),
-        *PROFILES[args.profile], *seed, *shlex.split(args.train_args),
+        *profile["train"], *seed, *shlex.split(args.train_args),
     ]  # fmt: skip
     eval_argv = [
         "--model_path", str(model), "--test_data", str(data / "test.jsonl"), "--corpus",
         str(data / "corpus_test.jsonl"), "--report_dir", str(report), *seed, *shlex.split(args.eval_args),
     ]  # fmt: skip
     sources = [
-        Path(p) for p in ("data/glossary_ko.jsonl", "data/terms_electronics_ko.txt", "data/acronyms_ko.jsonl")
+        Path(p)
+        for p in (
+            "data/glossary_ko.jsonl",
+            "data/terms_electronics_ko.txt",
+            "data/acronyms_ko.jsonl",
+            "data/general_ko_pairs.jsonl",
+        )
     ]
-    eval_inputs = [model, data / "test.jsonl", data / "corpus_test.jsonl", Path("data/sts_ko_sample.tsv")]
+    eval_inputs = [
+        model,
+        data / "test.jsonl",
+        data / "corpus_test.jsonl",
+        Path("data/sts_ko_sample.tsv"),
+        Path("data/eval"),
+    ]
     args.work_dir.mkdir(parents=True, exist_ok=True)
     try:
         times = {
@@ -116,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the pipeline stopped at a failing stage (exit code {e.code})", file=sys.stderr)
         return int(e.code or 1)
     metrics = json.loads((report / "metrics.json").read_text(encoding="utf-8"))
-    print("\n" + evaluate.console_table(metrics))
+    print("\n" + evaluate.lead_table(metrics) + "\n\n" + evaluate.console_table(metrics))
     print("Stage wall time: " + ", ".join(f"{k} {v:.0f} s" if v else f"{k} reused" for k, v in times.items()))
     print(f"Report: {report / 'report.md'}")
     return 0

@@ -34,10 +34,10 @@ from src.data import (
     atomic_path,
     iter_json_lines,
     load_glossary,
+    normalize_name,
     read_jsonl,
     read_text_lines,
 )
-from src.synth_data import normalize_name
 
 GLOSSARY = Path("data/glossary_ko.jsonl")
 

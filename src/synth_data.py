@@ -22,28 +22,48 @@ passage of each split's concepts, the retrieval corpus of the evaluation).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import random
 import re
 import sys
 import unicodedata
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 from src.data import (
     CATEGORIES,
     AcronymEntry,
     DataError,
+    GeneralPair,
     GlossaryEntry,
     Passage,
     Triplet,
     iter_json_lines,
     load_glossary,
+    normalize_name,
     parse_record,
+    read_jsonl,
     read_text_lines,
     write_jsonl,
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthConfig:
+    """Everything besides the input files that decides the generated rows."""
+
+    pairs_per_term: int = 6  # queries per concept about its term, English name, aliases and descriptions
+    pairs_per_acronym: int = 8  # extra queries per concept that has an acronym
+    negatives: str = "hard"  # hard: confusable sibling, else same category, else random; random: any
+    split: str = "concept"  # concept: test concepts never appear in train; row: naive row-level split
+    test_split: float = 0.1  # 10% of 1,500+ concepts: 160 concepts the model never sees
+    wordings: str = "all"  # all: every definition of a concept makes passages; first: the primary one only
+    query_noise: float = 0.0  # share of training rows that also get a copy with a noisy query
+    cross_lingual: int = 0  # training rows per concept that pair English and Korean (0-3)
+    general_share: float = 0.0  # general-language rows added to training, as a share of the domain rows
+    seed: int = 42
+
 
 # ----------------------------------------------------------------------------- Korean particles
 
@@ -176,7 +196,7 @@ def render(template: str, value: str, reading: str | None = None) -> str:
     return SLOT.sub(lambda m: with_particle(value, m.group(2), reading) if m.group(2) else value, template)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Query:
     style: str
     text: str
@@ -232,8 +252,12 @@ def first_sentence(text: str) -> str:
     return text if end < 0 else text[: end + 2]
 
 
-def passages_for(concept: GlossaryEntry) -> list[str]:
-    """The concept's corpus passages, each carrying its definition (or one generic sentence if it has none)."""
+def passages_for(concept: GlossaryEntry, wordings: str = "all") -> list[str]:
+    """The concept's corpus passages, each carrying a definition (or one generic sentence if it has none).
+
+    From the primary definition: "term (English, acronym): definition", the definition alone, and a short
+    form with the acronym or the category; ``wordings="all"`` adds every other wording (another register)
+    as it is written, ``"first"`` keeps the primary definition only."""
     c = concept
     if not c.definition:
         return [f"{with_particle(c.term, '은/는')} 전기·전자 분야에서 쓰이는 용어이다."]
@@ -246,29 +270,75 @@ def passages_for(concept: GlossaryEntry) -> list[str]:
         )
     else:
         texts.append(f"[{CATEGORIES[c.category]}] {c.term} — {first_sentence(c.definition)}")
+    if wordings == "all":
+        texts += list(c.definitions.values())[1:]
     return list(dict.fromkeys(texts))
+
+
+# ----------------------------------------------------------------------------- query noise
+
+HANGUL_VOWELS = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"  # medial order of Unicode syllables
+# a slip of one key on the 2-set keyboard, or of the shift key
+VOWEL_SLIPS = {"ㅏ": "ㅓㅣ", "ㅓ": "ㅏㅗㅕ", "ㅗ": "ㅓㅛ", "ㅐ": "ㅔㅑㅒ", "ㅔ": "ㅐㅖ", "ㅜ": "ㅠㅡ", "ㅠ": "ㅜ",
+               "ㅡ": "ㅜ", "ㅣ": "ㅏ", "ㅕ": "ㅑㅓ", "ㅑ": "ㅕㅐ", "ㅛ": "ㅕㅗ"}  # fmt: skip
+
+
+def _syllables(text: str) -> list[int]:
+    return [i for i, ch in enumerate(text) if HANGUL_FIRST <= ord(ch) <= HANGUL_LAST]
+
+
+def vowel_slip(text: str, rng: random.Random) -> str:
+    """One Hangul syllable typed with a neighbouring vowel key (컨버터 -> 컨버타)."""
+    options = [
+        i for i in _syllables(text) if HANGUL_VOWELS[(ord(text[i]) - HANGUL_FIRST) // 28 % 21] in VOWEL_SLIPS
+    ]
+    if not options:
+        return text
+    i = rng.choice(options)
+    code = ord(text[i]) - HANGUL_FIRST
+    vowel = HANGUL_VOWELS[code // 28 % 21]
+    new = HANGUL_VOWELS.index(rng.choice(VOWEL_SLIPS[vowel]))
+    return text[:i] + chr(HANGUL_FIRST + (code // 588) * 588 + new * 28 + code % 28) + text[i + 1 :]
+
+
+def drop_final(text: str, rng: random.Random) -> str:
+    """One Hangul syllable without its final consonant (용량 -> 요량)."""
+    options = [i for i in _syllables(text) if (ord(text[i]) - HANGUL_FIRST) % 28]
+    if not options:
+        return text
+    i = rng.choice(options)
+    code = ord(text[i]) - HANGUL_FIRST
+    return text[:i] + chr(HANGUL_FIRST + code - code % 28) + text[i + 1 :]
+
+
+NOISE = {
+    "vowel_slip": vowel_slip,
+    "drop_final": drop_final,
+    "no_spaces": lambda text, rng: re.sub(r"(?<=[가-힣])\s+|\s+(?=[가-힣])", "", text),
+    "lower_latin": lambda text, rng: text.lower(),
+}
+
+
+def noisy(text: str, rng: random.Random) -> str:
+    """The query as people type it in a hurry: one or two of a vowel slip, a dropped final consonant,
+    no spaces and lower-case Latin letters; the text itself when none of them changes anything."""
+    ops = rng.sample(sorted(NOISE), 2 if rng.random() < 0.3 else 1)
+    for op in ops:
+        text = NOISE[op](text, rng)
+    return text
 
 
 # ----------------------------------------------------------------------------- inputs
 
 
-def normalize_name(name: str) -> str:
-    """Key for matching names across files: NFKC, lower case, without spaces and hyphens."""
-    return re.sub(r"[\s\-]", "", unicodedata.normalize("NFKC", name).lower())
-
-
-def names_of(entry: GlossaryEntry) -> list[str]:
-    return [n for n in (entry.term, entry.english, entry.acronym, *entry.aliases) if n]
-
-
 def load_concepts(glossary: Path | None, terms: Path | None, acronyms: Path | None) -> list[GlossaryEntry]:
     """The glossary's concepts plus every seed-file term or acronym that the glossary does not cover."""
     concepts = load_glossary(glossary) if glossary else []
-    known = {normalize_name(n) for c in concepts for n in names_of(c)}
+    known = {normalize_name(n) for c in concepts for n in c.names}
 
     def add(entry: GlossaryEntry) -> None:
         concepts.append(entry)
-        known.update(normalize_name(n) for n in names_of(entry))
+        known.update(normalize_name(n) for n in entry.names)
 
     if acronyms:
         rows = [(n, parse_record(obj, AcronymEntry, acronyms, n)) for n, obj in iter_json_lines(acronyms)]
@@ -284,7 +354,7 @@ def load_concepts(glossary: Path | None, terms: Path | None, acronyms: Path | No
                     id=f"acronym_{slug}",
                     term=row.full,
                     category="general",
-                    definition=row.definition,
+                    definitions={"textbook": row.definition},
                     english=None if korean_full else row.full,
                     acronym=row.acronym,
                 )
@@ -338,19 +408,20 @@ def make_rows(
     pool: list[str],
     by_id: dict[str, GlossaryEntry],
     passages: dict[str, list[str]],
-    args: argparse.Namespace,
+    config: SynthConfig,
     rng: random.Random,
 ) -> list[Triplet]:
-    """Triplets for ``concepts``; negatives come from the concepts whose ids are in ``pool`` (sorted)."""
+    """Triplets for ``concepts``; negatives come from the concepts whose ids are in ``pool`` (sorted).
+    A concept's queries take its passages in turn as positives, so every wording is used."""
     rows: list[Triplet] = []
     for c in concepts:
         term_bucket, acronym_bucket = query_candidates(c)
         taken: set[str] = set()
-        queries = pick_queries(term_bucket, args.pairs_per_term, taken, rng)
-        queries += pick_queries(acronym_bucket, args.pairs_per_acronym, taken, rng)
+        queries = pick_queries(term_bucket, config.pairs_per_term, taken, rng)
+        queries += pick_queries(acronym_bucket, config.pairs_per_acronym, taken, rng)
         own = rng.sample(passages[c.id], len(passages[c.id]))
         for k, q in enumerate(queries):
-            negative_id = pick_negative(c, pool, by_id, args.negatives == "hard", rng)
+            negative_id = pick_negative(c, pool, by_id, config.negatives == "hard", rng)
             rows.append(
                 Triplet(
                     query=q.text,
@@ -363,6 +434,68 @@ def make_rows(
                 )
             )
     return rows
+
+
+def cross_lingual_rows(
+    concepts: list[GlossaryEntry],
+    pool: list[str],
+    by_id: dict[str, GlossaryEntry],
+    n: int,
+    rng: random.Random,
+) -> list[Triplet]:
+    """Up to ``n`` rows per concept with an English name that cross languages: Korean term -> English name,
+    English name -> Korean term, English name -> a Korean wording of the definition (no names around it).
+    The negative is the same kind of text of a negative concept (hard: a confusable, else same category)."""
+    rows = []
+    for c in concepts:
+        if not c.english or not c.definition:
+            continue
+        kinds = [("term", "english"), ("english", "term"), ("english", "definition")]
+        for source, target in rng.sample(kinds, min(n, len(kinds))):
+            other = by_id[pick_negative(c, pool, by_id, True, rng)]
+            if target == "english" and not other.english:
+                continue
+            text = (lambda x: rng.choice(list(x.definitions.values()))) if target == "definition" else (
+                lambda x, t=target: getattr(x, t))  # fmt: skip
+            rows.append(
+                Triplet(getattr(c, source), text(c), text(other), c.id, other.id, "cross_lingual", c.category)
+            )
+    return rows
+
+
+def general_rows(pairs: list[GeneralPair], n: int, rng: random.Random) -> list[Triplet]:
+    """``n`` general-language rows (at most one per pair); each negative is the passage of a pair on
+    another topic. Every pair is its own concept, so concept-aware batches never pair it with itself."""
+    chosen = rng.sample(range(len(pairs)), min(n, len(pairs)))
+    rows = []
+    for i in chosen:
+        others = [j for j in range(len(pairs)) if pairs[j].topic != pairs[i].topic] or [
+            j for j in range(len(pairs)) if j != i
+        ]
+        j = rng.choice(others)
+        rows.append(
+            Triplet(
+                pairs[i].query,
+                pairs[i].positive,
+                pairs[j].positive,
+                f"general_{i}",
+                f"general_{j}",
+                "general",
+                "general",
+            )
+        )
+    return rows
+
+
+def with_noisy_copies(rows: list[Triplet], share: float, rng: random.Random) -> list[Triplet]:
+    """The rows plus, for a ``share`` of them, a copy whose query carries typing noise (style ``noisy``)."""
+    copies = []
+    for r in rows:
+        if rng.random() < share:
+            query = noisy(r.query, rng)
+            if query != r.query:
+                copies.append(Triplet(**{**dataclasses.asdict(r), "query": query, "style": "noisy"}))
+    return rows + copies
 
 
 def dedupe(rows: list[Triplet]) -> list[Triplet]:
@@ -381,7 +514,7 @@ class SplitError(ValueError):
     """The inputs are too small for the requested split."""
 
 
-@dataclass
+@dataclasses.dataclass
 class Dataset:
     train: list[Triplet]
     test: list[Triplet]
@@ -390,11 +523,15 @@ class Dataset:
     generic: list[GlossaryEntry]  # concepts without a definition (generic passages only)
 
 
-def build_dataset(concepts: list[GlossaryEntry], args: argparse.Namespace) -> Dataset:
-    """Split, generate and deduplicate; everything is decided by ``args.seed``."""
-    rng = random.Random(args.seed)
+def build_dataset(
+    concepts: list[GlossaryEntry], config: SynthConfig, general: list[GeneralPair] | None = None
+) -> Dataset:
+    """Split, generate and deduplicate; everything is decided by ``config.seed``. Cross-lingual rows, noisy
+    copies and general-language rows (from ``general``) are added to the training rows only: the test
+    split keeps the templates' own queries."""
+    rng = random.Random(config.seed)
     by_id = {c.id: c for c in concepts}
-    passages = {c.id: passages_for(c) for c in concepts}
+    passages = {c.id: passages_for(c, config.wordings) for c in concepts}
 
     def corpus(ids: set[str]) -> list[Passage]:
         return [
@@ -404,26 +541,29 @@ def build_dataset(concepts: list[GlossaryEntry], args: argparse.Namespace) -> Da
             for k, text in enumerate(passages[c.id])
         ]
 
-    if args.split == "concept":
-        test_ids = split_concepts(concepts, args.test_split, rng)
+    if config.split == "concept":
+        test_ids = split_concepts(concepts, config.test_split, rng)
         train_ids = set(by_id) - test_ids
         if min(len(train_ids), len(test_ids)) < 2:
             raise SplitError(
                 f"the split leaves {len(train_ids)} train and {len(test_ids)} test concepts; each side needs "
                 "at least 2 (add concepts or change --test-split)"
             )
-        train = make_rows(
-            [c for c in concepts if c.id in train_ids], sorted(train_ids), by_id, passages, args, rng
-        )
+        train_concepts = [c for c in concepts if c.id in train_ids]
+        train = make_rows(train_concepts, sorted(train_ids), by_id, passages, config, rng)
         test = make_rows(
-            [c for c in concepts if c.id in test_ids], sorted(test_ids), by_id, passages, args, rng
+            [c for c in concepts if c.id in test_ids], sorted(test_ids), by_id, passages, config, rng
         )
+        train += cross_lingual_rows(train_concepts, sorted(train_ids), by_id, config.cross_lingual, rng)
+        train = with_noisy_copies(train, config.query_noise, rng)
+        if general and config.general_share > 0:
+            train += general_rows(general, round(len(train) * config.general_share), rng)
         train, test = dedupe(train), dedupe(test)
     else:  # row-level split: the same concepts (and often the same passages) end up on both sides
         train_ids = test_ids = set(by_id)
-        rows = dedupe(make_rows(concepts, sorted(by_id), by_id, passages, args, rng))
+        rows = dedupe(make_rows(concepts, sorted(by_id), by_id, passages, config, rng))
         rng.shuffle(rows)
-        n_test = round(len(rows) * args.test_split)
+        n_test = round(len(rows) * config.test_split)
         test, train = rows[:n_test], rows[n_test:]
     generic = [c for c in concepts if not c.definition]
     return Dataset(train, test, corpus(train_ids), corpus(test_ids), generic)
@@ -443,8 +583,9 @@ def summary(data: Dataset) -> str:
     row("rows", len(data.train), len(data.test))
     lines.append("  rows per query style")
     styles = Counter(r.style for r in data.train), Counter(r.style for r in data.test)
-    for style in STYLES:
-        row(f"  {style}", styles[0][style], styles[1][style])
+    for style in [*STYLES, "cross_lingual", "noisy", "general"]:
+        if styles[0][style] or styles[1][style]:
+            row(f"  {style}", styles[0][style], styles[1][style])
     lines.append("  rows per category")
     categories = Counter(r.category for r in data.train), Counter(r.category for r in data.test)
     for key, label in CATEGORIES.items():
@@ -453,8 +594,10 @@ def summary(data: Dataset) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SynthConfig]:
+    """The input/output paths and the generation config."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    defaults = SynthConfig()
     inputs = parser.add_argument_group("inputs (pass an empty string to leave one out)")
     inputs.add_argument("--glossary", default="data/glossary_ko.jsonl", help="rich glossary JSONL")
     inputs.add_argument("--terms", default="data/terms_electronics_ko.txt", help="one term per line")
@@ -467,7 +610,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pairs_per_term",
         dest="pairs_per_term",
         type=int,
-        default=6,
+        default=defaults.pairs_per_term,
         help="queries per concept about its term, English name, aliases and description",
     )
     gen.add_argument(
@@ -475,47 +618,84 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pairs_per_acronym",
         dest="pairs_per_acronym",
         type=int,
-        default=8,
+        default=defaults.pairs_per_acronym,
         help="extra queries per concept that has an acronym",
     )
     gen.add_argument(
         "--negatives",
         choices=["hard", "random"],
-        default="hard",
+        default=defaults.negatives,
         help="hard: confusable sibling, else same category, else random",
     )
-    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument(
+        "--wordings",
+        choices=["all", "first"],
+        default=defaults.wordings,
+        help="all: every definition wording (register) of a concept becomes passages and positives; "
+        "first: the primary definition only",
+    )
+    gen.add_argument(
+        "--query_noise",
+        type=float,
+        default=defaults.query_noise,
+        help="share of training rows that also get a copy with a noisy query (typos, spacing, case)",
+    )
+    gen.add_argument(
+        "--cross_lingual",
+        type=int,
+        default=defaults.cross_lingual,
+        help="training rows per concept pairing Korean and English: term->English, English->term, "
+        "English->Korean definition (0-3)",
+    )
+    gen.add_argument(
+        "--general",
+        default="data/general_ko_pairs.jsonl",
+        help="general-language {topic, query, positive} pairs to mix into training ('' to leave out)",
+    )
+    gen.add_argument(
+        "--general_share",
+        type=float,
+        default=defaults.general_share,
+        help="general-language training rows to add, as a share of the domain training rows (0 = none)",
+    )
+    gen.add_argument("--seed", type=int, default=defaults.seed)
     out = parser.add_argument_group("split and outputs")
     out.add_argument(
         "--split",
         choices=["concept", "row"],
-        default="concept",
+        default=defaults.split,
         help="concept: test concepts never appear in train (default); row: naive row-level split",
     )
-    out.add_argument("--test-split", "--test_split", dest="test_split", type=float, default=0.2)
+    out.add_argument(
+        "--test-split", "--test_split", dest="test_split", type=float, default=defaults.test_split
+    )
     out.add_argument("--output-dir", "--output_dir", dest="output_dir", type=Path, default=Path("data"))
     args = parser.parse_args(argv)
     if not 0 < args.test_split < 1:
         parser.error("--test-split must be between 0 and 1")
     if args.pairs_per_term < 1 or args.pairs_per_acronym < 0:
         parser.error("--pairs-per-term must be >= 1 and --pairs-per-acronym >= 0")
+    if not 0 <= args.query_noise <= 1:
+        parser.error("--query_noise must be between 0 and 1")
+    if not 0 <= args.general_share <= 1:
+        parser.error("--general_share must be between 0 and 1")
+    if not 0 <= args.cross_lingual <= 3:
+        parser.error("--cross_lingual must be between 0 and 3")
     if not (args.glossary or args.terms or args.acronyms):
         parser.error("give at least one of --glossary, --terms, --acronyms")
-    return args
+    config = SynthConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SynthConfig)})
+    return args, config
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args, config = parse_args(argv)
     try:
         concepts = load_concepts(
             *(Path(p) if p else None for p in (args.glossary, args.terms, args.acronyms))
         )
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        data = build_dataset(concepts, args)
-    except SplitError as e:
+        general = read_jsonl(args.general, GeneralPair) if args.general and config.general_share > 0 else None
+        data = build_dataset(concepts, config, general)
+    except (SplitError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     outputs = {

@@ -42,6 +42,7 @@ logger = logging.getLogger("src.train")
 
 SUMMARY_FILE = "training_summary.json"
 DEV_METRIC = "dev_cosine_ndcg@10"
+DEV_METRIC_LOGGED = f"eval_{DEV_METRIC}"  # the same metric as the trainer logs it
 COLUMNS = ("query", "positive", "negative")
 TASKS = {"query": "query", "positive": "document", "negative": "document"}
 ATTENTION_DROPOUT = "attention_probs_dropout_prob"  # BERT / XLM-R (bge-m3) config field
@@ -125,11 +126,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--warmup_ratio", type=float, default=0.1)
     train.add_argument(
         "--loss",
-        choices=["mnrl", "cached_mnrl"],
+        choices=["mnrl", "cached_mnrl", "gist", "cached_gist"],
         default="mnrl",
-        help="mnrl: in-batch negatives; cached_mnrl: GradCache, big batches in little memory",
+        help="mnrl: in-batch negatives; cached_mnrl: GradCache, big batches in little memory; gist / "
+        "cached_gist: the same, with the base model as a guide that drops likely false negatives",
     )
-    train.add_argument("--mini_batch_size", type=int, default=8, help="chunk size of cached_mnrl")
+    train.add_argument("--mini_batch_size", type=int, default=8, help="chunk size of the cached losses")
+    train.add_argument(
+        "--gist_margin",
+        type=float,
+        default=0.0,
+        help="gist: drop an in-batch negative when the guide scores it above (positive score - margin)",
+    )
     train.add_argument(
         "--temperature",
         type=float,
@@ -142,12 +150,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="concept",
         help="concept: no concept twice in a batch (no false in-batch negatives)",
     )
-    train.add_argument("--eval_steps", type=int, default=200, help="evaluate and checkpoint every N steps")
+    train.add_argument(
+        "--eval_steps",
+        type=float,
+        default=200,
+        help="evaluate and checkpoint every N steps; below 1, a share of the run (0.5: halfway and at the end)",
+    )
     train.add_argument("--logging_steps", type=int, default=10)
     train.add_argument("--use_cpu", action="store_true", help="train on CPU even if CUDA or MPS is available")
     train.add_argument("--seed", type=int, default=42)
 
     out = p.add_argument_group("output")
+    out.add_argument(
+        "--merge_base",
+        type=float,
+        default=1.0,
+        help="save alpha * fine-tuned + (1 - alpha) * base weights (WiSE-FT model merging against "
+        "forgetting); 1 keeps the fine-tuned weights",
+    )
     out.add_argument("--output_dir", type=Path, default=Path("outputs/bge-m3-kr"))
     out.add_argument(
         "--overwrite_output_dir",
@@ -174,16 +194,23 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError("--attention_dropout must be in [0, 1)")
     if args.max_query_length < 4 or args.max_seq_length < 8:
         raise UsageError("--max_query_length must be >= 4 and --max_seq_length >= 8")
+    if args.eval_steps <= 0 or (args.eval_steps > 1 and not float(args.eval_steps).is_integer()):
+        raise UsageError("--eval_steps must be a whole number of steps, or a share of the run in (0, 1)")
     if not 0 <= args.dev_ratio < 0.5:
         raise UsageError("--dev_ratio must be in [0, 0.5)")
     if not 0 < args.temperature <= 1:
         raise UsageError("--temperature must be in (0, 1]")
-    if args.loss == "cached_mnrl" and args.mini_batch_size < 1:
+    if args.loss.startswith("cached") and args.mini_batch_size < 1:
         raise UsageError("--mini_batch_size must be >= 1")
+    if not 0 < args.merge_base <= 1:
+        raise UsageError("--merge_base must be in (0, 1]")
+    if not 0 <= args.gist_margin < 1:
+        raise UsageError("--gist_margin must be in [0, 1)")
     if args.backend == "flagembedding":
         unsupported = [f for f in ("lora", "freeze_embeddings", "freeze_layers", "mine_hard_negatives", "resume",
                                    "pad_to_max_length", "gradient_checkpointing") if getattr(args, f)]  # fmt: skip
         unsupported += ["attention_dropout"] if args.attention_dropout is not None else []
+        unsupported += ["merge_base"] if args.merge_base != 1 else []
         if unsupported or args.loss != "mnrl" or args.batching != "concept":
             raise UsageError("--backend flagembedding supports the data, length, batch, learning-rate, epoch/step, "
                              f"temperature and seed flags only; drop --{', --'.join(unsupported) or 'loss/--batching'}")  # fmt: skip
@@ -453,6 +480,53 @@ def merge_lora(model) -> None:
             delattr(root, attr)
 
 
+def make_loss(args: argparse.Namespace, model, base_path: str, device: str):
+    """The contrastive loss: in-batch negatives plus each row's hard negative, logits = cosine / temperature.
+    The gist losses load the base model again as a frozen guide: an in-batch negative that the guide scores
+    above the row's positive (minus --gist_margin) is treated as a likely false negative and ignored."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import losses
+
+    if args.loss == "mnrl":
+        return losses.MultipleNegativesRankingLoss(model, scale=1 / args.temperature)
+    if args.loss == "cached_mnrl":
+        return losses.CachedMultipleNegativesRankingLoss(
+            model, scale=1 / args.temperature, mini_batch_size=args.mini_batch_size
+        )
+    guide = SentenceTransformer(base_path, device=device).requires_grad_(False)
+    guide[0].max_seq_length = args.max_seq_length
+    options = {"temperature": args.temperature, "margin_strategy": "absolute", "margin": args.gist_margin}
+    if args.loss == "cached_gist":
+        return losses.CachedGISTEmbedLoss(model, guide, mini_batch_size=args.mini_batch_size, **options)
+    return losses.GISTEmbedLoss(model, guide, **options)
+
+
+def merge_with_base(model, base_path: str, alpha: float) -> None:
+    """WiSE-FT: set every floating-point weight of the encoder to alpha * fine-tuned + (1 - alpha) * base,
+    in place. The base must have the same architecture (it is the model training started from)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    tuned = model[0].auto_model
+    base = SentenceTransformer(base_path, device="cpu")[0].auto_model.state_dict()
+    with torch.no_grad():
+        for name, tensor in tuned.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.mul_(alpha).add_(base[name].to(tensor.device, tensor.dtype), alpha=1 - alpha)
+
+
+def dev_metrics_of_best(state) -> dict[str, float]:
+    """The dev metrics the trainer logged for the checkpoint it kept (the best one, or the last evaluation),
+    without the ``eval_`` prefix; empty when it never evaluated. Saves evaluating the final model again."""
+    evals = [h for h in state.log_history if DEV_METRIC_LOGGED in h]
+    if not evals:
+        return {}
+    best = state.best_model_checkpoint
+    step = int(best.rsplit("-", 1)[-1]) if best else evals[-1]["step"]
+    entry = next((h for h in evals if h["step"] == step), evals[-1])
+    return {k.removeprefix("eval_"): v for k, v in entry.items() if k.startswith("eval_dev_")}
+
+
 def peak_memory_mb(device: str) -> float:
     """Peak memory of this process in MiB: device memory on CUDA/MPS, resident set size on CPU."""
     import torch
@@ -474,7 +548,6 @@ def train(args: argparse.Namespace):
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
-    from sentence_transformers.sentence_transformer import losses
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -498,12 +571,7 @@ def train(args: argparse.Namespace):
     train_dataset = Dataset.from_dict({c: [getattr(r, c) for r in splits.train] for c in COLUMNS})
 
     # 4. loss
-    if args.loss == "cached_mnrl":
-        loss = losses.CachedMultipleNegativesRankingLoss(
-            model, scale=1 / args.temperature, mini_batch_size=args.mini_batch_size
-        )
-    else:
-        loss = losses.MultipleNegativesRankingLoss(model, scale=1 / args.temperature)
+    loss = make_loss(args, model, base_path, device)
 
     # 5. evaluator
     evaluator = dev_evaluator(splits.dev, args.max_dev_queries, args.seed) if splits.dev else None
@@ -538,12 +606,12 @@ def train(args: argparse.Namespace):
         prompts=prompts or None,
         router_mapping=TASKS,
         eval_strategy="steps" if evaluator else "no",
-        eval_steps=args.eval_steps,
+        eval_steps=args.eval_steps if args.eval_steps < 1 else int(args.eval_steps),
         save_strategy="steps",
-        save_steps=args.eval_steps,
+        save_steps=args.eval_steps if args.eval_steps < 1 else int(args.eval_steps),
         save_total_limit=2,
         load_best_model_at_end=evaluator is not None,
-        metric_for_best_model=f"eval_{DEV_METRIC}" if evaluator else None,
+        metric_for_best_model=DEV_METRIC_LOGGED if evaluator else None,
         greater_is_better=True,
         logging_steps=args.logging_steps,
         logging_first_step=True,
@@ -566,7 +634,7 @@ def train(args: argparse.Namespace):
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - started
-    final_dev = evaluator(model) if evaluator else {}  # direct call: no second tracking run
+    final_dev = dev_metrics_of_best(trainer.state) or (evaluator(model) if evaluator else {})
 
     # 8. save (rank 0 only), atomically
     steps_run = trainer.state.global_step - start_step
@@ -603,6 +671,8 @@ def train(args: argparse.Namespace):
     if is_main:
         if args.lora:
             merge_lora(model)
+        if args.merge_base != 1:
+            merge_with_base(model, base_path, args.merge_base)
         with atomic_path(args.output_dir, is_dir=True) as tmp:
             model.save(str(tmp))
             summary["m3_heads"] = m3.carry_heads(base_path, tmp) or None  # sparse/ColBERT heads, unchanged

@@ -11,16 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.data import DataError, Passage, Triplet, read_jsonl
+from src.data import DataError, EvalConcept, EvalQuery, Passage, TermPair, Triplet, read_jsonl
 from src.evaluate import (
     bm25_scores,
+    concept_task,
     dense_scores,
+    label_recall,
     main,
+    pair_tasks,
     paired_bootstrap,
     query_kind,
     rank_top_k,
     read_sts,
     retrieval_metrics,
+    synthetic_task,
 )
 from src.gate import main as gate_main
 from src.synth_data import main as synth_main
@@ -138,15 +142,22 @@ def test_dense_scores_match_separate_encodes(split, tiny_model_dir):
     rows = read_jsonl(split / "test.jsonl", Triplet)[:6]
     corpus = read_jsonl(split / "corpus_test.jsonl", Passage)[:20]
     rows[0] = dataclasses.replace(rows[0], negative="말뭉치에 없는 오답 문단")  # not a corpus passage
-    test = TestSet(rows, corpus, [set() for _ in rows])
+    task = synthetic_task(TestSet(rows, corpus, [set() for _ in rows]))
+    other = dataclasses.replace(
+        task, key="other", queries=["다른 질의"], documents=[corpus[3].text, "새 문단"]
+    )
     model = SentenceTransformer(str(tiny_model_dir), device="cpu")
-    got = dense_scores(model, test, None, batch_size=4)
+    got = dense_scores(model, [task, other], rows, None, batch_size=4)
 
     def enc(texts: list[str]) -> np.ndarray:
         return model.encode_document(texts, normalize_embeddings=True, convert_to_numpy=True)
 
-    queries = model.encode_query([r.query for r in rows], normalize_embeddings=True, convert_to_numpy=True)
-    np.testing.assert_allclose(got.scores, queries @ enc([p.text for p in corpus]).T, atol=1e-5)
+    def query(texts: list[str]) -> np.ndarray:
+        return model.encode_query(texts, normalize_embeddings=True, convert_to_numpy=True)
+
+    queries = query([r.query for r in rows])
+    np.testing.assert_allclose(got.scores["synthetic"], queries @ enc([p.text for p in corpus]).T, atol=1e-5)
+    np.testing.assert_allclose(got.scores["other"], query(["다른 질의"]) @ enc(other.documents).T, atol=1e-5)
     np.testing.assert_allclose(
         got.triplet_pos, np.sum(queries * enc([r.positive for r in rows]), 1), atol=1e-5
     )
@@ -165,6 +176,7 @@ def test_report_folder_side_by_side_and_deterministic(split, tuned, tmp_path, ca
     out = capsys.readouterr().out
     assert "BM25 (kiwi)" in out and "nDCG@10 gain vs" in out and "STS" in out
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "independent.png",
         "metrics.json",
         "metrics.png",
         "report.md",
@@ -176,6 +188,20 @@ def test_report_folder_side_by_side_and_deterministic(split, tuned, tmp_path, ca
     assert base and all(v == 0 for v in metrics["difference"].values())  # identical weights: no difference
     assert metrics["systems"][tuned_name]["sts_spearman"] is not None
     assert set(metrics["slices"]) == {"style", "category", "kind"}
+    independent = metrics["independent"]
+    assert independent["part"] == "test" and list(independent["tasks"]) == ["a", "b", "c_ko_en", "c_en_ko"]
+    for key, task in independent["tasks"].items():
+        assert task["data"]["queries"] > 0 and len(task["systems"]) == 3, key
+        assert task["systems"][tuned_name] == task["systems"][base[0]], key  # identical weights
+        assert set(task["slices"]) >= (
+            {"glossary", "category"} if key.startswith("c") else {"style", "register", "category"}
+        )
+    assert set(independent["tasks"]["a"]["slices"]["synthetic_split"]) <= {"train", "test"}
+    lines = out.splitlines()
+    assert lines[0].startswith("Independent sets (test part") and lines[2].startswith(
+        "(a) seen concepts, new wording"
+    )
+    assert [line.split()[0] for line in lines[2:8]] == ["(a)", "(b)", "(c)", "(c)", "synthetic", "STS"]
     assert "## 질의 스타일별 nDCG@10" in (tmp_path / "a" / "report.md").read_text()
     assert (
         gate_main(["--metrics", str(tmp_path / "a" / "metrics.json")]) == 1
@@ -213,3 +239,55 @@ def test_bad_input_gives_one_error_and_no_report(split, tuned, tmp_path, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and expected in err[-1]
     assert not (tmp_path / "report").exists()
+
+
+def test_bootstrap_over_concepts_is_wider_than_over_queries():
+    # 10 concepts x 50 queries; the gain is +1 on five concepts and -1 on the others: no real effect
+    diff = np.repeat([1.0, -1.0] * 5, 50)
+    groups = [f"c{i // 50}" for i in range(500)]
+    _, low_q, high_q = paired_bootstrap(diff, np.zeros(500), n=2000, seed=0)
+    mean, low_c, high_c = paired_bootstrap(diff, np.zeros(500), n=2000, seed=0, groups=groups)
+    assert mean == 0 and high_q - low_q < 0.2  # per query: looks precise
+    assert low_c < -0.4 and high_c > 0.4  # per concept: 10 independent units, a wide interval
+
+
+def test_label_recall_counts_relevant_documents_in_the_top_k():
+    ranked = np.array([[0, 1, 2, 3], [3, 2, 1, 0]])
+    got = label_recall(ranked, [{0, 3}, {0, 1}], ["forum", "exam", "exam", "forum"], k=2)
+    assert got == {"exam": (1, 0.0), "forum": (3, pytest.approx(1 / 3))}
+
+
+def concept(cid: str, split: str, passages: dict, queries: list[tuple[str, str]]) -> EvalConcept:
+    return EvalConcept(cid, cid, "passive", split, passages, [EvalQuery(s, t) for s, t in queries])
+
+
+def test_concept_and_pair_tasks_keep_each_part_to_itself():
+    concepts = [
+        concept(
+            "r",
+            "dev",
+            {"forum": "저항 이야기", "exam": "저항 요약"},
+            [("short", "저항 값"), ("typo", "저황")],
+        ),
+        concept(
+            "c", "test", {"manual": "콘덴서 점검", "forum": "콘덴서 답"}, [("symptom", "전기를 모으는 부품")]
+        ),
+        concept("l", "test", {"datasheet": "인덕터 사양"}, [("mixed", "inductor 포화")]),
+    ]
+    task = concept_task("a", "(a)", concepts, "test", held_out={"l"})
+    assert task.queries == ["전기를 모으는 부품", "inductor 포화"]
+    assert task.documents == ["콘덴서 점검", "콘덴서 답", "인덕터 사양"]
+    assert task.relevant == [{0, 1}, {2}] and task.concepts == ["c", "l"]
+    assert task.query_slices["style"] == ["symptom", "mixed"]
+    assert task.query_slices["synthetic_split"] == ["train", "test"]
+    assert task.document_slices["register"] == ["manual", "forum", "datasheet"]
+    pairs = [TermPair("저항", "resistor", "passive", "dev", True), TermPair("표피 효과", "skin effect",
+             "electromagnetics", "test", False), TermPair("인덕터", "inductor", "passive", "test", True)]  # fmt: skip
+    ko_en, en_ko = pair_tasks(pairs, "test")
+    assert (ko_en.queries, ko_en.documents, ko_en.relevant) == (
+        ["표피 효과", "인덕터"],
+        ["skin effect", "inductor"],
+        [{0}, {1}],
+    )
+    assert (en_ko.queries, en_ko.documents) == (["skin effect", "inductor"], ["표피 효과", "인덕터"])
+    assert ko_en.metric == "mrr@10" and ko_en.query_slices["glossary"] == ["outside", "in glossary"]

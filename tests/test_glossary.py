@@ -9,8 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from src.data import CATEGORIES, AcronymEntry, DataError, load_glossary, read_jsonl, read_text_lines
-from src.synth_data import normalize_name
+from src.data import (
+    CATEGORIES,
+    REGISTERS,
+    AcronymEntry,
+    DataError,
+    load_glossary,
+    normalize_name,
+    read_jsonl,
+    read_text_lines,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -21,20 +29,25 @@ def glossary():
 
 
 def test_coverage_per_category(glossary):
-    assert sum(1 for c in glossary if c.definition) >= 300
-    assert sum(1 for c in glossary if c.acronym) >= 150
+    assert len(glossary) >= 1500 and sum(1 for c in glossary if c.acronym) >= 400
     per_category = Counter(c.category for c in glossary)
     assert set(per_category) == set(CATEGORIES) - {"general"}
-    assert min(per_category.values()) >= 25, per_category
+    assert min(per_category.values()) >= 60, per_category
 
 
 def test_entries_are_complete_and_well_formed(glossary):
+    registers = Counter()
     for c in glossary:
-        assert c.definition and c.english and c.aliases, c.id
+        assert c.english and c.aliases, c.id
+        assert len(c.definitions) >= 2 and next(iter(c.definitions)) == "textbook", c.id
         sentences = re.findall(r"다\.(?:\s|$)", c.definition)
         assert 1 <= len(sentences) <= 3 and c.definition.endswith("다."), c.id
+        assert all(60 <= len(text) <= 350 for text in c.definitions.values()), c.id
+        assert len(set(map(normalize_name, c.definitions.values()))) == len(c.definitions), c.id  # not copies
+        registers.update(list(c.definitions)[1:])
         assert len(c.descriptions) == 2, c.id
         assert len(set(c.aliases)) == len(c.aliases) and c.term not in c.aliases, c.id
+    assert set(registers) == set(REGISTERS) - {"textbook"} and min(registers.values()) >= 200, registers
 
 
 def test_descriptions_do_not_name_the_concept(glossary):
@@ -86,19 +99,37 @@ def test_seed_style_files_agree_with_the_glossary(glossary):
         assert by_acronym[a.acronym].english == a.full and by_acronym[a.acronym].definition == a.definition
 
 
-GOOD = {"id": "pwm", "term": "펄스 폭 변조", "category": "power_electronics", "definition": "...이다."}
+GOOD = {"id": "pwm", "term": "펄스 폭 변조", "category": "power_electronics",
+        "definitions": {"textbook": "듀티비를 바꾸어 평균 전압이나 전력을 조절하는 변조 방식이다."}}  # fmt: skip
 
 
 @pytest.mark.parametrize(
     "lines, message",
     [
         ([GOOD, {**GOOD, "term": "x"}], r":2: duplicate concept id 'pwm' \(first on line 1\)"),
+        (
+            [GOOD, {**GOOD, "id": "p2", "aliases": ["펄스폭 변조"]}],
+            r":2: name '펄스폭변조' of 'p2' also belongs to 'pwm'",
+        ),
+        (
+            [{**GOOD, "definitions": {"poem": "듀티비를 바꾸어 평균 전압을 조절하는 방식이다."}}],
+            r":1: field 'definitions': unknown register 'poem'",
+        ),
+        (
+            [{**GOOD, "definitions": {"textbook": "짧다."}}],
+            r":1: field 'definitions.textbook': 3 characters, expected 20-800",
+        ),
+        (
+            [{**GOOD, "definition": "듀티비를 바꾸어 평균 전압을 조절하는 방식이다."}],
+            r":1: give either 'definition' or 'definitions'",
+        ),
+        ([{**GOOD, "definitions": {"textbook": ""}}], r":1: field 'definitions' holds an empty text"),
         ([{**GOOD, "category": "magic"}], r":1: field 'category': unknown category 'magic'"),
         ([{**GOOD, "id": "PWM-1"}], r":1: field 'id' must be lowercase"),
         ([{**GOOD, "confusables": ["pfm"]}], r":1: field 'confusables': 'pfm' is not another concept"),
         (
-            [{**GOOD, "acronym": "PWM"}, {**GOOD, "id": "p2", "acronym": "PWM"}],
-            r":2: acronym 'PWM' also belongs to 'pwm'",
+            [{**GOOD, "acronym": "PWM"}, {**GOOD, "id": "p2", "term": "변조", "acronym": "PWM"}],
+            r":2: name 'acronym:PWM' of 'p2' also belongs to 'pwm'",
         ),
         ([{**GOOD, "aliases": "펄스"}], r":1: field 'aliases' must be list\[str\]"),
     ],

@@ -41,6 +41,8 @@ def trained(tiny_model_dir, small_glossary, tmp_path_factory) -> Path:
         "",
         "--output-dir",
         str(work / "data"),
+        "--wordings",
+        "first",  # the primary definition only: the passages the search corpus holds
     ]
     assert synth_main(argv) == 0
     rows = [r for split in ("train", "test") for r in read_jsonl(work / "data" / f"{split}.jsonl", Triplet)]

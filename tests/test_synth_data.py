@@ -4,6 +4,7 @@ determinism, the seed-style inputs on their own, and every bad-input case."""
 from __future__ import annotations
 
 import json
+import random
 import re
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from src.data import Passage, Triplet, load_glossary, read_jsonl
-from src.synth_data import STYLES, main, with_particle
+from src.synth_data import STYLES, drop_final, main, passages_for, vowel_slip, with_particle
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -59,7 +60,7 @@ def test_every_style_is_populated_on_both_sides(generated):
     for split in ("train.jsonl", "test.jsonl"):
         assert {r.style for r in generated[split]} == set(STYLES), split
     n_train, n_test = len(generated["train.jsonl"]), len(generated["test.jsonl"])
-    assert 0.15 < n_test / (n_train + n_test) < 0.25
+    assert 0.07 < n_test / (n_train + n_test) < 0.13  # --test-split 0.1 of the concepts
 
 
 def test_no_test_concept_leaks_into_train(generated):
@@ -216,3 +217,87 @@ def test_seed_command_runs_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "rows per query style" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(OUTPUTS)
+
+
+def test_every_wording_becomes_a_passage_and_a_positive(generated, tmp_path):
+    glossary = load_glossary(DATA / "glossary_ko.jsonl")
+    several = next(c for c in glossary if len(c.definitions) >= 2)
+    second = list(several.definitions.values())[1]
+    assert second in passages_for(several, "all") and second not in passages_for(several, "first")
+    assert passages_for(several, "first") == passages_for(several, "all")[:-1]
+    corpus = generated["corpus_train.jsonl"] + generated["corpus_test.jsonl"]
+    assert sum(p.concept_id == several.id and p.text == second for p in corpus) == 1
+    rows = generated["train.jsonl"] + generated["test.jsonl"]
+    used = {r.positive for r in rows}
+    wordings = [w for c in glossary for w in list(c.definitions.values())[1:]]
+    assert sum(w in used for w in wordings) > 0.8 * len(wordings)
+    assert run(tmp_path, "--wordings", "first")[0] == 0
+    first_corpus = read_jsonl(tmp_path / "out" / "corpus_train.jsonl", Passage)
+    assert not {p.text for p in first_corpus} & set(wordings)
+
+
+@pytest.mark.parametrize(
+    "op, text, allowed",
+    [
+        (
+            vowel_slip,
+            "컨버터",
+            {"칸버터", "콘버터", "켠버터", "컨바터", "컨보터", "컨벼터", "컨버타", "컨버토", "컨버텨"},
+        ),
+        (drop_final, "용량", {"요량", "용랴"}),
+    ],
+)
+def test_typing_noise_changes_one_syllable_as_a_neighbouring_key_would(op, text, allowed):
+    rng = random.Random(0)
+    assert {op(text, rng) for _ in range(200)} == allowed
+    assert op("PWM", rng) == "PWM"  # nothing to change
+
+
+def test_noise_and_cross_lingual_rows_are_added_to_training_only(generated, tmp_path):
+    code, out = run(tmp_path, "--query_noise", "0.5", "--cross_lingual", "3")
+    assert code == 0
+    train, test = read_jsonl(out / "train.jsonl", Triplet), read_jsonl(out / "test.jsonl", Triplet)
+    assert test == generated["test.jsonl"]  # the test split keeps the templates' own queries
+    clean = {(r.query, r.positive) for r in generated["train.jsonl"]}
+    noisy_rows = [r for r in train if r.style == "noisy"]
+    assert 0.3 * len(clean) < len(noisy_rows) < 0.6 * len(clean)
+    assert all((r.query, r.positive) not in clean for r in noisy_rows)
+    glossary = {c.id: c for c in load_glossary(DATA / "glossary_ko.jsonl")}
+    cross = [r for r in train if r.style == "cross_lingual"]
+    assert len(cross) > 2 * len({r.concept_id for r in generated["train.jsonl"]})
+    for r in cross:
+        c, other = glossary[r.concept_id], glossary[r.negative_concept_id]
+        assert r.concept_id != r.negative_concept_id
+        assert (r.query, r.positive, r.negative) in {
+            (c.term, c.english, other.english),
+            (c.english, c.term, other.term),
+        } or (
+            r.query == c.english
+            and r.positive in c.definitions.values()
+            and r.negative in other.definitions.values()
+        )
+    assert {r.concept_id for r in cross} <= {r.concept_id for r in generated["train.jsonl"]}
+
+
+def test_general_pairs_are_mixed_into_training_only(generated, tmp_path):
+    topics = ["cooking", "travel", "history"]
+    pairs = [
+        {"topic": topics[i % 3], "query": f"일반 질의 {i}", "positive": f"일반 문단 {i}번의 설명입니다."}
+        for i in range(40)
+    ]
+    general = tmp_path / "general.jsonl"
+    general.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
+    code, out = run(tmp_path, "--general", str(general), "--general_share", "0.005")
+    assert code == 0
+    train = read_jsonl(out / "train.jsonl", Triplet)
+    mixed = [r for r in train if r.style == "general"]
+    domain = len(generated["train.jsonl"])
+    assert len(mixed) == min(40, round(domain * 0.005)) and len(train) == domain + len(mixed)
+    by_passage = {p["positive"]: p for p in pairs}
+    for r in mixed:
+        assert r.category == "general" and r.concept_id != r.negative_concept_id
+        assert by_passage[r.positive]["query"] == r.query
+        assert by_passage[r.negative]["topic"] != by_passage[r.positive]["topic"]
+    assert read_jsonl(out / "test.jsonl", Triplet) == generated["test.jsonl"]
+    general.write_text('{"topic": "x", "query": "q"}\n', encoding="utf-8")
+    assert run(tmp_path, "--general", str(general), "--general_share", "0.1")[0] == 2

@@ -19,10 +19,13 @@ from src.synth_data import main as synth_main
 from src.train import (
     SUMMARY_FILE,
     ConceptBatchSampler,
+    dev_evaluator,
     load_model,
     main,
+    make_loss,
     mine_hard_negatives,
     parse_args,
+    split_dev,
     train,
 )
 
@@ -86,6 +89,11 @@ def test_full_run_writes_a_complete_folder_that_reloads_identically(tiny_model_d
     assert saved["dev_metrics"]["dev_cosine_ndcg@10"] == summary["dev_metrics"]["dev_cosine_ndcg@10"]
     assert saved["peak_memory_mb"] > 0 and saved["examples_per_s_incl_dev_eval"] > 0
     reloaded = SentenceTransformer(str(out), device="cpu")
+    # the summary's dev metrics are the trainer's own evaluation of the kept checkpoint: evaluating the
+    # saved model again gives the same figures
+    rows = split_dev(read_jsonl(triplets, Triplet), 0.1, 42).dev
+    again = dev_evaluator(rows, 300, 42)(reloaded)
+    assert saved["dev_metrics"]["dev_cosine_ndcg@10"] == pytest.approx(again["dev_cosine_ndcg@10"], abs=1e-5)
     assert reloaded.prompts == {"query": "query: ", "document": "passage: "}
     assert reloaded[0].query_length == 64
     texts = ["PWM이 뭐야?", "강압 컨버터의 원리"]
@@ -137,6 +145,36 @@ def test_frozen_layers_keep_the_embeddings_and_lower_layers(tiny_model_dir, trip
     assert frozen and trained
     assert all(np.array_equal(weights[k], base[k]) for k in frozen)
     assert all(not np.array_equal(weights[k], base[k]) for k in trained if k.endswith("dense.weight"))
+
+
+def test_merge_base_interpolates_the_trained_weights_with_the_base(tiny_model_dir, triplets, tmp_path):
+    assert main(tiny_args(tiny_model_dir, triplets, tmp_path / "full", "--learning_rate", "1e-3")) == 0
+    flags = ("--learning_rate", "1e-3", "--merge_base", "0.25")
+    assert main(tiny_args(tiny_model_dir, triplets, tmp_path / "merged", *flags)) == 0
+    full, merged, base = _weights(tmp_path / "full"), _weights(tmp_path / "merged"), _weights(tiny_model_dir)
+    key = "encoder.layer.1.output.dense.weight"
+    assert not np.allclose(full[key], base[key])
+    for k in base:
+        np.testing.assert_allclose(merged[k], 0.25 * full[k] + 0.75 * base[k], atol=1e-6, err_msg=k)
+
+
+def test_gist_guide_ignores_an_in_batch_false_negative(tiny_model_dir, triplets, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(tiny_model_dir), device="cpu")
+    queries, positives = ["벅 컨버터 원리", "ADC 분해능 뜻"], ["같은 설명 문단", "같은 설명 문단"]
+    features = [model.tokenize(queries), model.tokenize(positives)]
+    losses = {}
+    for name in ("mnrl", "gist"):
+        args = parse_args(
+            tiny_args(tiny_model_dir, triplets, tmp_path / "m", "--loss", name, "--gist_margin", "0.1")
+        )
+        losses[name] = make_loss(args, model, str(tiny_model_dir), "cpu")(features, None).item()
+    # mnrl counts the other row's (identical) positive as a negative: at least log 2; the guide masks it
+    assert losses["mnrl"] >= np.log(2) - 1e-4 and losses["gist"] < losses["mnrl"] - 0.3
+    assert main(tiny_args(tiny_model_dir, triplets, tmp_path / "gist", "--loss", "gist")) == 0
+    summary = json.loads((tmp_path / "gist" / SUMMARY_FILE).read_text())
+    assert np.isfinite(summary["train_loss"]) and summary["arguments"]["loss"] == "gist"
 
 
 def test_attention_dropout_applies_to_training_only(tiny_model_dir, triplets, tmp_path):
@@ -233,6 +271,8 @@ def test_torchrun_with_two_cpu_processes(tiny_model_dir, triplets, tmp_path):
         ("too_many_frozen_layers", "--freeze_layers 2: the model has 2 layers"),
         ("resume_without_checkpoint", "no checkpoint"),
         ("attention_dropout_out_of_range", "--attention_dropout must be in [0, 1)"),
+        ("merge_base_zero", "--merge_base must be in (0, 1]"),
+        ("gist_margin_out_of_range", "--gist_margin must be in [0, 1)"),
     ],
 )
 def test_bad_input_gives_one_error_and_writes_nothing(
@@ -266,6 +306,10 @@ def test_bad_input_gives_one_error_and_writes_nothing(
         extra = ["--resume"]
     elif case == "attention_dropout_out_of_range":
         extra = ["--attention_dropout", "1.5"]
+    elif case == "merge_base_zero":
+        extra = ["--merge_base", "0"]
+    elif case == "gist_margin_out_of_range":
+        extra = ["--loss", "gist", "--gist_margin", "1.5"]
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main([*tiny_args(model, data, out), *extra]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
