@@ -37,6 +37,12 @@ CANDIDATES = {
     "mining": ([], ["--mine_hard_negatives", "--mining_margin", "0.05"]),
     "merge_0.7": ([], ["--merge_base", "0.7"]),
     "general": (["--general_share", "0.1"], []),
+    "pairs_only": ([], ["--hard_negatives", "none"]),
+    "noise+cross+general": (["--query_noise", "0.3", "--cross_lingual", "2", "--general_share", "0.1"], []),
+    "noise+cross+general+pairs": (
+        ["--query_noise", "0.3", "--cross_lingual", "2", "--general_share", "0.1"],
+        ["--hard_negatives", "none"],
+    ),
 }
 COLUMNS = ["a", "b", "c_ko_en", "c_en_ko", "synthetic"]
 

@@ -67,6 +67,8 @@ CONCEPT_SETS = {  # independent sets of concepts: key -> (file in --eval_dir, ti
 }
 PAIRS_FILE = "term_pairs.jsonl"  # (c), evaluated in both directions
 SYNTHETIC = "synthetic"
+CHART_LABELS = {"a": "(a) seen, new wording", "b": "(b) outside glossary", "c_ko_en": "(c) ko→en",
+                "c_en_ko": "(c) en→ko", SYNTHETIC: "synthetic split"}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -259,26 +261,24 @@ def concept_task(key: str, title: str, concepts: list[EvalConcept], part: str, h
 def pair_tasks(pairs: list[TermPair], part: str) -> list[Task]:
     """Set (c) both ways: each ``part`` pair's Korean term ranks the part's English terms, and back."""
     pairs = [p for p in pairs if p.split == part]
-    chosen = range(len(pairs))
-    tasks = []
-    for key, arrow, source, target in (("c_ko_en", "ko→en", "ko", "en"), ("c_en_ko", "en→ko", "en", "ko")):
-        tasks.append(
-            Task(
-                key,
-                f"(c) term pairs {arrow}",
-                "mrr@10",
-                [getattr(pairs[i], source) for i in chosen],
-                [getattr(p, target) for p in pairs],
-                [{i} for i in chosen],
-                [pairs[i].en for i in chosen],
-                {
-                    "glossary": ["in glossary" if pairs[i].in_glossary else "outside" for i in chosen],
-                    "category": [pairs[i].category for i in chosen],
-                },
-                {},
-            )
+    slices = {
+        "glossary": ["in glossary" if p.in_glossary else "outside" for p in pairs],
+        "category": [p.category for p in pairs],
+    }
+    return [
+        Task(
+            key,
+            f"(c) term pairs {arrow}",
+            "mrr@10",
+            [getattr(p, source) for p in pairs],
+            [getattr(p, target) for p in pairs],
+            [{i} for i in range(len(pairs))],
+            [p.en for p in pairs],
+            slices,
+            {},
         )
-    return tasks
+        for key, arrow, source, target in (("c_ko_en", "ko→en", "ko", "en"), ("c_en_ko", "en→ko", "en", "ko"))
+    ]
 
 
 def independent_tasks(eval_dir: Path, part: str, held_out: set[str]) -> list[Task]:
@@ -466,7 +466,7 @@ def write_charts(folder: Path, metrics: dict) -> None:
         tilted = name != "metrics.png"
         ax.set_xticks(
             x,
-            [g.replace("_", " ") for g in groups],
+            [CHART_LABELS.get(g, g.replace("_", " ")) for g in groups],
             rotation=20 if tilted else 0,
             ha="right" if tilted else "center",
         )
@@ -565,9 +565,10 @@ def markdown_report(metrics: dict) -> str:
                       "| 지표 | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 1)]  # fmt: skip
             for m in METRICS:
                 lines.append(f"| {m} | " + " | ".join(f"{task['systems'][s][m]:.4f}" for s in names) + " |")
+            lines.append("")
             for versus, b in task["bootstrap"].items():
                 lines.append(
-                    f"\n- {task['metric']} 향상, 파인튜닝 − {versus}: {b['mean']:+.4f} [{b['low']:+.4f}, {b['high']:+.4f}] → {verdict(b)}"
+                    f"- {task['metric']} 향상, 파인튜닝 − {versus}: {b['mean']:+.4f} [{b['low']:+.4f}, {b['high']:+.4f}] → {verdict(b)}"
                 )
             for slice_name, table in task["slices"].items():
                 title, labels = SLICE_TITLES[slice_name]

@@ -29,6 +29,7 @@ from src.evaluate import (
 from src.gate import main as gate_main
 from src.synth_data import main as synth_main
 
+ROOT = Path(__file__).resolve().parents[1]
 STS_HEADER = "genre\tfilename\tyear\tid\tscore\tsentence1\tsentence2"
 
 
@@ -219,6 +220,9 @@ def test_report_folder_side_by_side_and_deterministic(split, tuned, tmp_path, ca
     ("malformed", ":2: malformed JSON"),
     ("wrong_corpus", "corpus lacks"),
     ("sts_layout", "not the KorSTS layout"),
+    ("eval_set_malformed", "seen_wording.jsonl:3: malformed JSON"),
+    ("eval_set_bad_field", "unseen_concepts.jsonl:1: field 'queries[0].style' is empty"),
+    ("eval_dir_without_sets", "no independent evaluation set here"),
 ])  # fmt: skip
 def test_bad_input_gives_one_error_and_no_report(split, tuned, tmp_path, capsys, case, expected):
     data = tmp_path / "d"
@@ -235,6 +239,23 @@ def test_bad_input_gives_one_error_and_no_report(split, tuned, tmp_path, capsys,
     elif case == "sts_layout":
         (data / "sts.tsv").write_text("id,score,a,b\n1,3,x,y\n")
         extra = ["--sts", str(data / "sts.tsv")]
+    elif case.startswith("eval_"):
+        shutil.copytree(ROOT / "data" / "eval", data / "eval")
+        extra = ["--eval_dir", str(data / "eval")]
+        if case == "eval_set_malformed":
+            lines = (data / "eval" / "seen_wording.jsonl").read_text().splitlines()
+            (data / "eval" / "seen_wording.jsonl").write_text(
+                "\n".join([*lines[:2], "{oops", *lines[3:]]) + "\n"
+            )
+        elif case == "eval_set_bad_field":
+            path = data / "eval" / "unseen_concepts.jsonl"
+            lines = path.read_text().splitlines()
+            first = json.loads(lines[0])
+            first["queries"][0]["style"] = " "
+            path.write_text("\n".join([json.dumps(first, ensure_ascii=False), *lines[1:]]) + "\n")
+        else:
+            for f in (data / "eval").glob("*.jsonl"):
+                f.unlink()
     assert run(data, model, tmp_path / "report", *extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and expected in err[-1]

@@ -158,6 +158,18 @@ def test_merge_base_interpolates_the_trained_weights_with_the_base(tiny_model_di
         np.testing.assert_allclose(merged[k], 0.25 * full[k] + 0.75 * base[k], atol=1e-6, err_msg=k)
 
 
+def test_pairs_only_training_feeds_no_negative_column(tiny_model_dir, triplets, tmp_path):
+    assert main(tiny_args(tiny_model_dir, triplets, tmp_path / "pairs", "--hard_negatives", "none")) == 0
+    assert main(tiny_args(tiny_model_dir, triplets, tmp_path / "rows")) == 0
+    pairs, rows = (json.loads((tmp_path / d / SUMMARY_FILE).read_text()) for d in ("pairs", "rows"))
+    assert pairs["data"]["columns"] == ["query", "positive"]
+    assert rows["data"]["columns"] == ["query", "positive", "negative"]
+    assert (
+        _weights(tmp_path / "pairs")["encoder.layer.1.output.dense.weight"].tolist()
+        != _weights(tmp_path / "rows")["encoder.layer.1.output.dense.weight"].tolist()
+    )
+
+
 def test_gist_guide_ignores_an_in_batch_false_negative(tiny_model_dir, triplets, tmp_path):
     from sentence_transformers import SentenceTransformer
 
@@ -273,6 +285,7 @@ def test_torchrun_with_two_cpu_processes(tiny_model_dir, triplets, tmp_path):
         ("attention_dropout_out_of_range", "--attention_dropout must be in [0, 1)"),
         ("merge_base_zero", "--merge_base must be in (0, 1]"),
         ("gist_margin_out_of_range", "--gist_margin must be in [0, 1)"),
+        ("mining_without_negatives", "--mine_hard_negatives needs --hard_negatives row"),
     ],
 )
 def test_bad_input_gives_one_error_and_writes_nothing(
@@ -310,6 +323,8 @@ def test_bad_input_gives_one_error_and_writes_nothing(
         extra = ["--merge_base", "0"]
     elif case == "gist_margin_out_of_range":
         extra = ["--loss", "gist", "--gist_margin", "1.5"]
+    elif case == "mining_without_negatives":
+        extra = ["--mine_hard_negatives", "--hard_negatives", "none"]
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main([*tiny_args(model, data, out), *extra]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
