@@ -1,13 +1,13 @@
 """Training-recipe candidates, side by side, on the independent sets' dev part (the part we choose on).
 
-Each candidate is src.pipeline's laptop profile with some synth_data and train flags added or changed; it
-runs synth -> train -> evaluate in its own work folder (--eval_part dev, no baseline), and the untrained
+Each candidate is src.pipeline's laptop profile with its recipe switched off (PLAIN) and some synth_data and
+train flags added; it runs synth -> train -> evaluate in its own work folder (--eval_part dev, no baseline), and the untrained
 base model is evaluated once the same way. The table gives every set's headline metric per candidate and,
 under it, the gain over the base; the synthetic split and STS sit beside them.
 
     uv run python bench/recipes.py                                  # every candidate, ~15 minutes each on 2 CPU cores
-    uv run python bench/recipes.py --candidates profile noise cross_lingual
-    uv run python bench/recipes.py --candidates profile --seeds 42 1 2 --part dev
+    uv run python bench/recipes.py --candidates plain noise cross_lingual
+    uv run python bench/recipes.py --candidates recipe --seeds 42 1 2 --part dev
 
 The test part is never read here: choose on dev, report test (src.pipeline prints it).
 """
@@ -27,23 +27,28 @@ sys.path.insert(0, str(ROOT))
 from src import evaluate, pipeline, synth_data  # noqa: E402
 from src.base_model import STANDIN_NAME, resolve_model  # noqa: E402
 
-# name -> (extra src.synth_data flags, extra src.train flags), both appended to the laptop profile's own
+# Every candidate starts from PLAIN, the laptop profile with its recipe switched off (the training setup
+# alone: frozen lower layers, temperature 0.02, 130 steps of triplets), and adds its own flags; later flags win.
+# "recipe" is the laptop profile as src.pipeline runs it.
+PLAIN = (["--query_noise", "0", "--cross_lingual", "0", "--general_share", "0"],
+         ["--hard_negatives", "row", "--merge_base", "1"])  # fmt: skip
+NOISE_CROSS_GENERAL = ["--query_noise", "0.3", "--cross_lingual", "2", "--general_share", "0.1"]
+# name -> (extra src.synth_data flags, extra src.train flags), both appended to PLAIN's
 CANDIDATES = {
-    "profile": ([], []),
+    "plain": ([], []),
     "first_wording": (["--wordings", "first"], []),
     "noise": (["--query_noise", "0.3"], []),
     "cross_lingual": (["--cross_lingual", "2"], []),
+    "general": (["--general_share", "0.1"], []),
     "gist": ([], ["--loss", "gist", "--gist_margin", "0.05"]),
     "mining": ([], ["--mine_hard_negatives", "--mining_margin", "0.05"]),
     "merge_0.7": ([], ["--merge_base", "0.7"]),
-    "general": (["--general_share", "0.1"], []),
     "pairs_only": ([], ["--hard_negatives", "none"]),
-    "noise+cross+general": (["--query_noise", "0.3", "--cross_lingual", "2", "--general_share", "0.1"], []),
-    "noise+cross+general+pairs": (
-        ["--query_noise", "0.3", "--cross_lingual", "2", "--general_share", "0.1"],
-        ["--hard_negatives", "none"],
-    ),
-}
+    "noise+cross+general+pairs": (NOISE_CROSS_GENERAL, ["--hard_negatives", "none"]),
+    "noise+cross+general+gist+pairs": (NOISE_CROSS_GENERAL, ["--loss", "gist", "--gist_margin", "0.05",
+                                                             "--hard_negatives", "none"]),
+    "recipe": (pipeline.RECIPE_SYNTH, ["--hard_negatives", "none", *pipeline.RECIPE_TRAIN]),
+}  # fmt: skip
 COLUMNS = ["a", "b", "c_ko_en", "c_en_ko", "synthetic"]
 
 
@@ -56,7 +61,7 @@ def headline(metrics: dict, system: str) -> dict[str, float]:
 
 
 def run_candidate(name: str, seed: int, part: str, work: Path) -> dict[str, float]:
-    synth_extra, train_extra = CANDIDATES[name]
+    synth_extra, train_extra = (PLAIN[0] + CANDIDATES[name][0], PLAIN[1] + CANDIDATES[name][1])
     folder = work / f"{name}-seed{seed}"
     argv = ["--work_dir", str(folder), "--seed", str(seed), "--synth_args", shlex.join(synth_extra),
             "--train_args", shlex.join(train_extra), "--eval_args", f"--eval_part {part} --baseline_model none"]  # fmt: skip
@@ -67,10 +72,10 @@ def run_candidate(name: str, seed: int, part: str, work: Path) -> dict[str, floa
 
 
 def run_base(part: str, work: Path) -> dict[str, float]:
-    """The untrained stand-in on the same data (the profile's synthetic split of seed 42)."""
-    data = work / "profile-seed42" / "data"
+    """The untrained stand-in on the same test rows as every candidate (recipe flags add training rows only)."""
+    data = work / "plain-seed42" / "data"
     if not data.exists():
-        synth_data.main(["--output-dir", str(data), *pipeline.PROFILES["laptop"]["synth"]])
+        synth_data.main(["--output-dir", str(data), *pipeline.PROFILES["laptop"]["synth"], *PLAIN[0]])
     argv = ["--model_path", resolve_model(STANDIN_NAME), "--baseline_model", "none", "--test_data",
             str(data / "test.jsonl"), "--corpus", str(data / "corpus_test.jsonl"), "--eval_part", part,
             "--report_dir", str(work / "base-report")]  # fmt: skip
@@ -93,22 +98,22 @@ def main() -> None:
         for name in args.candidates
     }
     base = run_base(args.part, args.work_dir)
-    header = f"{'candidate':<16}" + "".join(f"{c:>11}" for c in [*COLUMNS, "sts"])
+    header = f"{'candidate':<32}" + "".join(f"{c:>11}" for c in [*COLUMNS, "sts"])
     print(f"\nRecipe candidates on the independent sets' {args.part} part (stand-in, laptop profile, "
           f"seeds {' '.join(map(str, args.seeds))}); (a), (b), synthetic: nDCG@10; (c): MRR@10; STS: Spearman x100")  # fmt: skip
     print(header)
     print(
-        f"{'base (no training)':<16}"
+        f"{'base (no training)':<32}"
         + "".join(f"{base[c]:>11.4f}" for c in COLUMNS)
         + f"{base['sts']:>11.2f}"
     )
     for name, runs in results.items():
         mean = {c: fmean(r[c] for r in runs) for c in [*COLUMNS, "sts"]}
-        print(f"{name:<16}" + "".join(f"{mean[c]:>11.4f}" for c in COLUMNS) + f"{mean['sts']:>11.2f}")
+        print(f"{name:<32}" + "".join(f"{mean[c]:>11.4f}" for c in COLUMNS) + f"{mean['sts']:>11.2f}")
     print("gain over base")
     for name, runs in results.items():
         gain = {c: fmean(r[c] for r in runs) - base[c] for c in [*COLUMNS, "sts"]}
-        print(f"{name:<16}" + "".join(f"{gain[c]:>+11.4f}" for c in COLUMNS) + f"{gain['sts']:>+11.2f}")
+        print(f"{name:<32}" + "".join(f"{gain[c]:>+11.4f}" for c in COLUMNS) + f"{gain['sts']:>+11.2f}")
 
 
 if __name__ == "__main__":
