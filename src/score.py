@@ -13,8 +13,9 @@ For a BGE-M3 model folder (with FlagEmbedding's sparse_linear.pt / colbert_linea
 adds "colbert": per text its token vectors; a dense-only model answers those with a 400.
 Limits come from environment variables: SCORE_MAX_TEXTS (texts per request, default 64),
 SCORE_MAX_CHARS (characters per text, default 2000), SCORE_MAX_BYTES (request body, default 1 MiB),
-SCORE_BATCH_SIZE (encoding batch, default 16; bounds memory for large requests). Bad requests get a
-4xx JSON error; only a genuine server fault is a 500. Logs carry counts, sizes and timings, never text.
+SCORE_MAX_RESPONSE_BYTES (response body, default 1,500,000: managed online endpoints answer a larger
+response with a 424, so a request whose response would exceed it gets a 413 instead), SCORE_BATCH_SIZE
+(encoding batch, default 16; bounds memory for large requests). Bad requests get a 4xx JSON error; only a genuine server fault is a 500. Logs carry counts, sizes and timings, never text.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ m3_model = None  # FlagEmbedding's BGEM3FlagModel when the folder has the M3 hea
 # src.m3.HEADS; repeated because Azure ML deploys this file without the rest of src/
 M3_HEADS = ("colbert_linear.pt", "sparse_linear.pt")
 model_name = ""
+MAX_RESPONSE_BYTES = 1_500_000  # the managed online endpoint's cap on a response body
+# the longest JSON float of an embedding with its separator, e.g. "-0.012345678901234567, "
+JSON_FLOAT_BYTES = 22
 
 
 class Request(NamedTuple):  # not a dataclass: azmlinfsrv loads this file outside sys.modules
@@ -87,8 +91,13 @@ def init() -> None:
 
         m3_model = BGEM3FlagModel(str(folder), use_fp16=device == "cuda", devices=[device])
     model_name = folder.name
-    logger.info("loaded model %s (dim %d) in %.1f s", model_name, model.get_embedding_dimension(),
-                time.perf_counter() - started)  # fmt: skip
+    dim = model.get_embedding_dimension()
+    logger.info("loaded model %s (dim %d) in %.1f s", model_name, dim, time.perf_counter() - started)
+    worst = limit("SCORE_MAX_TEXTS", 64) * dim * JSON_FLOAT_BYTES
+    cap = limit("SCORE_MAX_RESPONSE_BYTES", MAX_RESPONSE_BYTES)
+    if worst > cap:
+        logger.warning("SCORE_MAX_TEXTS x dim allows responses of up to %d bytes, over SCORE_MAX_RESPONSE_BYTES (%d): "
+                       "the largest requests will get a 413", worst, cap)  # fmt: skip
 
 
 def _cuda() -> bool:
@@ -179,6 +188,13 @@ def run(raw_data):
     }
     if request.return_sparse or request.return_colbert:
         response.update(m3_outputs(request))
+    size_out = len(json.dumps(response).encode("utf-8"))
+    cap = limit("SCORE_MAX_RESPONSE_BYTES", MAX_RESPONSE_BYTES)
+    if size_out > cap:
+        logger.info("rejected request: response of %d bytes over %d", size_out, cap)
+        return AMLResponse({"error": f"the response would be {size_out} bytes; at most {cap} "
+                            "(SCORE_MAX_RESPONSE_BYTES): send fewer texts per request, or leave out return_colbert"},
+                           413, json_str=True)  # fmt: skip
     logger.info("scored %d texts (%d bytes) in %.1f ms", len(request.texts), size,
                 1000 * (time.perf_counter() - started))  # fmt: skip
     return response

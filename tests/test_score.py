@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -58,7 +59,8 @@ def call(
 def server(model_dir, tmp_path_factory):
     port = free_port()
     log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
-    env = {**os.environ, "SCORE_MAX_TEXTS": "8", "SCORE_MAX_CHARS": "200", "SCORE_MAX_BYTES": "4096"}
+    env = {**os.environ, "SCORE_MAX_TEXTS": "8", "SCORE_MAX_CHARS": "200", "SCORE_MAX_BYTES": "4096",
+           "SCORE_MAX_RESPONSE_BYTES": "4000"}  # fmt: skip
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("azmlinfsrv")), "--entry_script", str(ROOT / "src" / "score.py"),
          "--model_dir", str(model_dir), "--port", str(port)],
@@ -119,6 +121,8 @@ def test_embeddings_equal_sentence_transformers(server, tiny_model_dir):
     (json.dumps({"texts": ["a"] * 9}).encode(), 413, "at most 8 per request"),
     (json.dumps({"texts": ["가" * 201]}).encode(), 413, "at most 200"),
     (json.dumps({"texts": ["a" * 150] * 8, "pad": "x" * 4000}).encode(), 413, "exceeds 4096 bytes"),
+    # 8 texts x 32 floats is about 5 kB of JSON, over the test server's 4000-byte response limit
+    (json.dumps({"texts": ["a"] * 8}).encode(), 413, "the response would be"),
     (b"\xff\xfe", 400, "UTF-8"),  # rejected by the server itself before run(), as {"message": ...}
 ])  # fmt: skip
 def test_bad_requests_get_a_4xx_json_error_and_the_server_stays_up(server, body, status, message):
@@ -190,6 +194,22 @@ def test_fuzzed_requests_never_fail_with_a_server_error(loaded_score, body):
         assert len(result["embeddings"]) >= 1 and result["dim"] == 32
     else:
         assert 400 <= result.status_code < 500
+
+
+def test_init_warns_when_the_text_limit_allows_oversized_responses(model_dir, monkeypatch, caplog):
+    import src.score as score
+
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("SCORE_MAX_TEXTS", "64")
+    monkeypatch.setenv("SCORE_MAX_RESPONSE_BYTES", "10000")  # 64 x 32 dims x 22 bytes = 45,056 > 10,000
+    with caplog.at_level(logging.WARNING, logger="score"):
+        score.init()
+    assert "responses of up to 45056 bytes" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("SCORE_MAX_RESPONSE_BYTES", "1500000")
+    with caplog.at_level(logging.WARNING, logger="score"):
+        score.init()
+    assert "responses of up to" not in caplog.text
 
 
 @pytest.fixture(scope="module")
