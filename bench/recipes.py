@@ -1,8 +1,8 @@
 """Training-recipe candidates, side by side, on the independent sets' dev part (the part we choose on).
 
-Each candidate is src.pipeline's laptop profile with its recipe switched off (PLAIN) and some synth_data and
-train flags added; it runs synth -> train -> evaluate in its own work folder (--eval_part dev, no baseline), and the untrained
-base model is evaluated once the same way. The table gives every set's headline metric per candidate and,
+Each candidate is src.pipeline's laptop profile with its recipe switched off (PLAIN) and some synth_data
+and train flags added; it runs synth -> train -> evaluate in its own work folder (--eval_part dev, no
+baseline), and the untrained base model is evaluated once the same way. The table gives every set's headline metric per candidate and,
 under it, the gain over the base; the synthetic split and STS sit beside them.
 
     uv run python bench/recipes.py                                  # every candidate, ~15 minutes each on 2 CPU cores

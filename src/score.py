@@ -15,7 +15,8 @@ Limits come from environment variables: SCORE_MAX_TEXTS (texts per request, defa
 SCORE_MAX_CHARS (characters per text, default 2000), SCORE_MAX_BYTES (request body, default 1 MiB),
 SCORE_MAX_RESPONSE_BYTES (response body, default 1,500,000: managed online endpoints answer a larger
 response with a 424, so a request whose response would exceed it gets a 413 instead), SCORE_BATCH_SIZE
-(encoding batch, default 16; bounds memory for large requests). Bad requests get a 4xx JSON error; only a genuine server fault is a 500. Logs carry counts, sizes and timings, never text.
+(encoding batch, default 16; bounds memory for large requests). Bad requests get a 4xx JSON error; only a
+genuine server fault is a 500. Logs carry counts, sizes and timings, never text.
 """
 
 from __future__ import annotations
