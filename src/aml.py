@@ -151,6 +151,17 @@ def smoke_check(query: dict, passages: dict) -> str:
     return f"smoke test passed: similarities {sims} (answer first)"
 
 
+def load_response(path: Path) -> dict:
+    """An endpoint response saved from ``az ml online-endpoint invoke``: a JSON object, or a JSON string
+    holding one (the CLI prints some responses that way)."""
+    value = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(value, str):
+        value = json.loads(value)
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -179,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             idle, live = rollout(json.loads(args.traffic or "{}"))
             print(f"idle={idle}\nlive={live or ''}")
         else:
-            print(
-                smoke_check(*(json.loads(f.read_text(encoding="utf-8")) for f in (args.query, args.passages)))
-            )
+            print(smoke_check(load_response(args.query), load_response(args.passages)))
     except (ValueError, OSError) as e:  # JSONDecodeError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 1

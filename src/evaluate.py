@@ -740,6 +740,8 @@ def evaluate(args: argparse.Namespace, argv: list[str]) -> dict:
     paths = {f"fine-tuned ({Path(args.model_path).name})": resolve_model(args.model_path)}
     if baseline:
         paths[f"base ({baseline})"] = resolve_model(baseline)
+    for path in paths.values():
+        m3.require_flagembedding(path)
 
     # 3. rank every task's documents with every system (M3 models add sparse, multi-vector and hybrid)
     ranked: dict[str, dict[str, np.ndarray]] = {t.key: {} for t in tasks}

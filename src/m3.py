@@ -14,11 +14,14 @@ w_dense * dense + w_sparse * sparse + w_colbert * colbert divided by the weights
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from src.base_model import ModelNotFound
 
 HEADS = ("colbert_linear.pt", "sparse_linear.pt")
 DEFAULT_WEIGHTS = (1.0, 0.3, 1.0)  # dense, sparse, colbert
@@ -53,6 +56,14 @@ def carry_heads(source: str, target: str | Path) -> list[str]:
     for head in HEADS:
         shutil.copy2(folder / head, Path(target) / head)
     return list(HEADS)
+
+
+def require_flagembedding(folder: str | Path) -> None:
+    """Raise ModelNotFound when ``folder`` is an M3 model and FlagEmbedding, which its sparse and ColBERT
+    modes need, is not installed: a missing package stops a job before its encoding work, not after."""
+    if is_m3(folder) and importlib.util.find_spec("FlagEmbedding") is None:
+        raise ModelNotFound(f"{folder}: a BGE-M3 model (sparse/ColBERT heads) needs the FlagEmbedding package, "
+                            "which this environment lacks: pip install FlagEmbedding")  # fmt: skip
 
 
 def load(folder: str | Path, device: str = "cpu"):
@@ -135,7 +146,7 @@ def flagembedding_argv(args, base: Path, data: Path, output: Path, precision: st
         "--unified_finetuning", "True", "--use_self_distill", "True", "--sentence_pooling_method", "cls",
         "--save_strategy", "no", "--report_to", "none",
     ]  # fmt: skip
-    if args.use_cpu:
+    if args.device == "cpu":
         argv += ["--use_cpu", "True"]
     if precision != "fp32":  # mixed precision on GPUs, as FlagEmbedding's own recipes
         argv += [f"--{precision}", "True"]

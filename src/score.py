@@ -5,7 +5,8 @@ for every POST /score request.
 
 Request (JSON):   {"texts": ["PWM이 뭐야?"], "input_type": "query", "normalize": true}
                   the seed's form {"inputs": {"data": ["PWM이 뭐야?"]}} is accepted too
-Response (JSON):  {"embeddings": [[...]], "dim": 384, "model": "bge-m3-kr", "input_type": "query"}
+Response (JSON):  {"embeddings": [[...]], "dim": 384, "model": "bge-m3-kr:3", "input_type": "query"}
+                  ("model" is the registered model's name:version, read from AZUREML_MODEL_DIR)
 
 ``input_type`` "query" or "passage" applies the model's query or document prompt (none: no prompt).
 For a BGE-M3 model folder (with FlagEmbedding's sparse_linear.pt / colbert_linear.pt heads)
@@ -91,7 +92,7 @@ def init() -> None:
         from FlagEmbedding import BGEM3FlagModel
 
         m3_model = BGEM3FlagModel(str(folder), use_fp16=device == "cuda", devices=[device])
-    model_name = folder.name
+    model_name = registered_name(Path(root), folder)
     dim = model.get_embedding_dimension()
     logger.info("loaded model %s (dim %d) in %.1f s", model_name, dim, time.perf_counter() - started)
     worst = limit("SCORE_MAX_TEXTS", 64) * dim * JSON_FLOAT_BYTES
@@ -99,6 +100,14 @@ def init() -> None:
     if worst > cap:
         logger.warning("SCORE_MAX_TEXTS x dim allows responses of up to %d bytes, over SCORE_MAX_RESPONSE_BYTES (%d): "
                        "the largest requests will get a 413", worst, cap)  # fmt: skip
+
+
+def registered_name(root: Path, folder: Path) -> str:
+    """ "name:version" of the registered model when ``root`` is where Azure ML mounts one
+    (.../azureml-models/<name>/<version>), else the model folder's name (a local server)."""
+    if root.parent.parent.name == "azureml-models":
+        return f"{root.parent.name}:{root.name}"
+    return folder.name
 
 
 def _cuda() -> bool:

@@ -164,7 +164,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="evaluate and checkpoint every N steps; below 1, a share of the run (0.5: halfway and at the end)",
     )
     train.add_argument("--logging_steps", type=int, default=10)
-    train.add_argument("--use_cpu", action="store_true", help="train on CPU even if CUDA or MPS is available")
+    train.add_argument(
+        "--device",
+        choices=["auto", "cuda", "mps", "cpu"],
+        default="auto",
+        help="auto: CUDA, then MPS, then CPU; cuda or mps: that device or stop with an error, never a silent CPU run",
+    )
+    train.add_argument(
+        "--use_cpu",
+        action="store_true",
+        help="train on CPU even if CUDA or MPS is available (= --device cpu)",
+    )
     train.add_argument("--seed", type=int, default=42)
 
     out = p.add_argument_group("output")
@@ -185,6 +195,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--resume", action="store_true", help="continue from the last checkpoint of an interrupted run"
     )
     args = p.parse_args(argv)
+    if args.use_cpu and args.device not in ("auto", "cpu"):
+        p.error(f"--use_cpu contradicts --device {args.device}; pass one of them")
+    args.device = "cpu" if args.use_cpu else args.device
     args.checkpoint_dir = args.output_dir.with_name(args.output_dir.name + "-checkpoints")
     return args
 
@@ -399,12 +412,27 @@ class ConceptBatchSampler:
 # ----------------------------------------------------------------------------- model
 
 
-def pick_device(use_cpu: bool) -> str:
-    """CUDA, then MPS, then CPU; ``use_cpu`` forces CPU."""
+def pick_device(requested: str) -> str:
+    """The training device for ``--device``: ``auto`` takes CUDA, then MPS, then CPU; ``cuda`` and ``mps``
+    must be available or raise UsageError saying why (a GPU job must never train on CPU for hours)."""
     import torch
 
-    if use_cpu:
-        return "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        try:
+            torch.cuda.init()
+            reason = "no CUDA device is visible"
+        except Exception as e:  # noqa: BLE001 - torch's own reason: no driver, driver too old, no GPU
+            reason = str(e).strip().splitlines()[0]
+        raise UsageError(
+            f"--device cuda: CUDA is not available to torch {torch.__version__} (built for CUDA "
+            f"{torch.version.cuda or 'none, a CPU-only build'}): {reason}. Pass --device cpu to train on CPU on purpose"
+        )
+    if requested == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(
+            "--device mps: Apple MPS is not available here. Pass --device cpu to train on CPU on purpose"
+        )
+    if requested != "auto":
+        return requested
     if torch.cuda.is_available():
         return "cuda"
     if torch.backends.mps.is_available():
@@ -561,7 +589,7 @@ def train(args: argparse.Namespace):
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     is_main = int(os.environ.get("RANK", "0")) == 0
-    device = pick_device(args.use_cpu)
+    device = pick_device(args.device)
 
     # 1. model
     base_path = resolve_model(args.model_name)
@@ -712,7 +740,7 @@ def train_unified(args: argparse.Namespace):
     try:
         started = time.perf_counter()
         trained = m3.finetune_unified(
-            args, Path(base_path), rows, work, pick_precision(pick_device(args.use_cpu))
+            args, Path(base_path), rows, work, pick_precision(pick_device(args.device))
         )
         wall = time.perf_counter() - started
         summary = {

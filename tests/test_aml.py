@@ -1,21 +1,18 @@
 """The Azure ML training job (azureml/job.yml + components) and src.aml: offline validation, the binding
-check catching what load_job misses, the components' commands run locally for real, the pinned training
-environment, blue/green slot choice and the endpoint smoke check."""
+check catching what load_job misses, the scoring environment's pins, blue/green slot choice and the endpoint
+smoke check (tests/test_azureml_env.py runs the components' commands in their environments)."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 import yaml
 
-from src import aml, gate
+from src import aml
 
 ROOT = Path(__file__).resolve().parents[1]
 AZUREML = ROOT / "azureml"
@@ -85,62 +82,22 @@ def test_validate_cli_exit_codes(azureml_copy, capsys):
     assert "inputs.epoch}}" in capsys.readouterr().err
 
 
-def render(component_file: Path, values: dict[str, str]) -> str:
-    """The component's command with ${{inputs.x}} / ${{outputs.y}} replaced: values, else defaults."""
-    spec = yaml.safe_load(component_file.read_text())
-    defaults = {f"inputs.{k}": str(v["default"]) for k, v in spec["inputs"].items() if "default" in v}
-    return aml.BINDING.sub(lambda m: {**defaults, **values}[m.group(1)], spec["command"])
-
-
-def test_component_commands_run_locally_and_feed_the_gate(tmp_path, tiny_model_dir):
-    """The train and evaluate commands exactly as Azure ML would run them (its working directory is the
-    code folder; outputs are folders it mounts), on the tiny model; then the gate reads the report."""
-    work = tmp_path / "code"
-    work.mkdir()
-    for name in ("src", "data"):
-        (work / name).symlink_to(ROOT / name)
-    data, model, report = tmp_path / "triplets", tmp_path / "mnt-model", tmp_path / "mnt-report"
-    model.mkdir()
-    report.mkdir()  # Azure ML creates the output mount points before the command starts
-    subprocess.run([sys.executable, "-m", "src.synth_data", "--output-dir", str(data)], cwd=work, check=True,
-                   capture_output=True)  # fmt: skip
-    env = {**os.environ, "RANK": "0", "CUDA_VISIBLE_DEVICES": ""}
-    train = render(AZUREML / "components" / "train.yml", {
-        "inputs.data": str(data), "inputs.model_name": str(tiny_model_dir), "inputs.epochs": "0.02",
-        "inputs.batch_size": "8", "inputs.max_seq_length": "32", "outputs.model": str(model),
-    })  # fmt: skip
-    done = subprocess.run(["bash", "-c", train], cwd=work, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert (model / "modules.json").is_file() and (model / "training_summary.json").is_file()
-
-    evaluate = render(AZUREML / "components" / "evaluate.yml", {
-        "inputs.model": str(model), "inputs.data": str(data), "inputs.sample_size": "40",
-        "outputs.report": str(report),
-    })  # fmt: skip
-    done = subprocess.run(["bash", "-c", evaluate], cwd=work, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    metrics = gate.load_metrics(report / "metrics.json")
-    assert str(tiny_model_dir) in metrics["roles"]["baseline"]  # the base model from the training summary
-    assert len(gate.evaluate_gate(metrics, 0.02, 2.0)) == 3
-
-
 @pytest.mark.parametrize(
     "env, needed",
     [
-        (
-            "train-env",
-            {"torch", "sentence-transformers", "azureml-mlflow", "mlflow-skinny", "bm25s", "kiwipiepy"},
-        ),
-        ("score-env", {"azureml-inference-server-http", "sentence-transformers", "torch"}),
+        ("train-env", {"torch", "sentence-transformers", "FlagEmbedding", "azureml-mlflow", "bm25s", "kiwipiepy"}),
+        ("score-env", {"azureml-inference-server-http", "sentence-transformers", "torch", "FlagEmbedding"}),
     ],
 )
 def test_environment_pins_match_the_tested_versions(env, needed):
+    """Each pin is the version the local tests run, except torch: the environments take its CUDA 12 build
+    (tests/test_azureml_env.py builds both environments and runs their commands in them)."""
     conda = yaml.safe_load((AZUREML / env / "conda.yml").read_text())
-    pins = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
-    for pin in pins:
-        name, pinned = pin.split("==")
+    pins = dict(p.split("==") for p in next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict)))
+    assert pins.pop("torch") == "2.10.0"
+    for name, pinned in pins.items():
         assert version(name) == pinned, f"{name}: conda pins {pinned}, tests run {version(name)}"
-    assert needed <= {p.split("==")[0] for p in pins}
+    assert needed <= {*pins, "torch"}
 
 
 def test_pinned_mlflow_satisfies_the_cap_of_azureml_mlflow():
@@ -202,3 +159,17 @@ def test_smoke_check_passes_on_a_real_model_and_catches_a_wrong_ranking(smoke_re
     assert (
         aml.main(["smoke", "--query", str(tmp_path / "q.json"), "--passages", str(tmp_path / "p.json")]) == 1
     )
+
+
+@pytest.mark.standin
+@pytest.mark.parametrize("form", ["object", "string"])
+def test_smoke_cli_reads_the_response_as_an_object_or_a_json_string(smoke_responses, tmp_path, form, capsys):
+    """`az ml online-endpoint invoke` prints a response as a JSON object or as a JSON string holding it."""
+    for name, response in zip(("q.json", "p.json"), smoke_responses):
+        text = json.dumps(response)
+        (tmp_path / name).write_text(text if form == "object" else json.dumps(text))
+    assert aml.main(["smoke", "--query", str(tmp_path / "q.json"), "--passages", str(tmp_path / "p.json")]) == 0
+    assert "answer first" in capsys.readouterr().out
+    (tmp_path / "q.json").write_text("[1, 2]")
+    assert aml.main(["smoke", "--query", str(tmp_path / "q.json"), "--passages", str(tmp_path / "p.json")]) == 1
+    assert "expected a JSON object, got list" in capsys.readouterr().err

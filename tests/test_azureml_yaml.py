@@ -1,5 +1,5 @@
-"""azureml/ endpoint and deployment YAMLs: they load and validate offline with azure-ai-ml and point at
-files that exist (tests/test_aml.py checks the environments' pins)."""
+"""azureml/ endpoint, deployment and compute YAMLs: they load and validate offline with azure-ai-ml and point
+at files that exist (tests/test_aml.py checks the environments' pins, tests/test_azureml_env.py builds them)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,21 @@ def test_endpoint_and_deployment_load_offline():
     assert deployment.request_settings.request_timeout_ms >= 1000
     assert deployment.liveness_probe.initial_delay >= 30 and deployment.readiness_probe.failure_threshold >= 3
     assert deployment.environment_variables["SCORE_MAX_TEXTS"] == "64"
+    settings = deployment.request_settings
+    assert settings.max_queue_wait_ms is None  # deprecated for managed online endpoints
+    assert 1000 <= settings.request_timeout_ms <= 180_000  # the managed endpoint's limit
+    assert settings.max_concurrent_requests_per_instance >= 1
+    assert deployment.instance_type.startswith("Standard_NC")  # a GPU for bge-m3 (README arithmetic)
+    assert "cuda12" in deployment.environment.image
+
+
+def test_compute_scales_to_zero():
+    from azure.ai.ml import load_compute
+
+    compute = load_compute(AZUREML / "compute.yml")
+    assert compute.type == "amlcompute" and compute.name == "gpu-cluster"  # job.yml's default compute
+    assert compute.min_instances == 0 and compute.max_instances >= 1
+    assert 0 < compute.idle_time_before_scale_down <= 1800 and compute.tier in ("dedicated", "low_priority")
 
 
 def test_scoring_script_and_conda_file_exist():

@@ -27,8 +27,8 @@ TEXTS = ["PWM이 뭐야?", "벅 컨버터는 입력보다 낮은 전압을 만�
 @pytest.fixture(scope="module")
 def model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     """The tiny model laid out as Azure ML mounts a registered model: <root>/<name>/<version>/<folder>."""
-    version_dir = tmp_path_factory.mktemp("azureml-models") / "bge-m3-kr" / "1"
-    shutil.copytree(tiny_model_dir, version_dir / "bge-m3-kr")
+    version_dir = tmp_path_factory.mktemp("mount") / "azureml-models" / "bge-m3-kr" / "1"
+    shutil.copytree(tiny_model_dir, version_dir / "model")  # the job output's folder name
     return version_dir
 
 
@@ -97,7 +97,7 @@ def test_embeddings_equal_sentence_transformers(server, tiny_model_dir):
         assert status == 200, response
         assert (
             response["dim"] == 32
-            and response["model"] == "bge-m3-kr"
+            and response["model"] == "bge-m3-kr:1"  # the registered model, not its folder "model"
             and response["input_type"] == input_type
         )
         np.testing.assert_allclose(np.array(response["embeddings"]), expected, atol=1e-5)
@@ -162,11 +162,13 @@ def test_readme_request_example_is_served(server):
 def test_model_folder_discovery(tmp_path, model_dir):
     import src.score as score
 
-    assert score.find_model_folder(model_dir) == model_dir / "bge-m3-kr"
+    assert score.find_model_folder(model_dir) == model_dir / "model"
+    assert score.registered_name(model_dir, model_dir / "model") == "bge-m3-kr:1"
+    assert score.registered_name(tmp_path, tmp_path / "bge-m3-kr") == "bge-m3-kr"  # a local folder
     with pytest.raises(RuntimeError, match="no sentence-transformers model folder"):
         score.find_model_folder(tmp_path)
-    shutil.copytree(model_dir / "bge-m3-kr", tmp_path / "a")
-    shutil.copytree(model_dir / "bge-m3-kr", tmp_path / "b")
+    shutil.copytree(model_dir / "model", tmp_path / "a")
+    shutil.copytree(model_dir / "model", tmp_path / "b")
     with pytest.raises(RuntimeError, match="several model folders"):
         score.find_model_folder(tmp_path)
 

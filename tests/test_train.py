@@ -361,3 +361,19 @@ def test_seed_command_with_the_standin_reloads_identically(standin_dir, triplets
     texts = ["PWM이 뭐야?", "벅 컨버터는 입력보다 낮은 전압을 만든다."]
     np.testing.assert_allclose(reloaded.encode_query(texts), model.encode_query(texts), atol=1e-5)
     np.testing.assert_allclose(reloaded.encode_document(texts), model.encode_document(texts), atol=1e-5)
+
+
+def test_cuda_requested_without_a_gpu_stops_instead_of_training_on_cpu(tiny_model_dir, triplets, tmp_path):
+    """--device cuda (the gpu profile, the Azure ML component) means CUDA or a one-line error, exit 2,
+    nothing written; CUDA_VISIBLE_DEVICES="" hides any GPU, so this holds on a GPU machine too."""
+    out = tmp_path / "m"
+    argv = [a for a in tiny_args(tiny_model_dir, triplets, out) if a != "--use_cpu"]
+    done = subprocess.run([sys.executable, "-m", "src.train", *argv, "--device", "cuda"], cwd=ROOT,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --device cuda: CUDA is not available to torch") and "--device cpu" in last
+    assert "Traceback" not in done.stderr and not out.exists() and not out.with_name("m-checkpoints").exists()
+    with pytest.raises(SystemExit):  # a contradiction is a usage error from the parser
+        parse_args([*argv, "--use_cpu", "--device", "cuda"])
+    assert parse_args([*argv, "--use_cpu"]).device == "cpu"

@@ -14,6 +14,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "mlops.yml"
+LOGIN = ROOT / ".github" / "scripts" / "az-login-oidc.sh"
 BIN = Path(sys.executable).parent  # the linters and shellcheck are installed beside the interpreter
 LINTERS = {
     "jactionlint": [str(BIN / "jactionlint"), "--no-color", "--profile", "correctness"],
@@ -41,7 +42,7 @@ def test_workflow_lints_clean(linter):
         ("needs: train", "needs: trian", "trian"),  # a job that does not exist
         ("${{ needs.train.outputs.job_name }}", "${{ needs.train.outputs.jobname }}", "jobname"),
         ("actions/checkout@v5", "actions/checkout@v3", 'checkout@v3"'),  # a retired runtime
-        ('test "$status" = Completed', "test $status = Completed", "SC2086"),  # shellcheck in run:
+        ('az ml job cancel --name "$JOB_NAME"', "az ml job cancel --name $JOB_NAME", "SC2086"),  # shellcheck
     ],
 )
 @pytest.mark.parametrize("linter", sorted(LINTERS))
@@ -59,20 +60,47 @@ def test_triggers_login_and_job_order():
     triggers = spec[True]  # YAML 1.1 reads the key `on` as a boolean
     assert triggers["push"]["branches"] == ["main"] and "workflow_dispatch" in triggers
     jobs = spec["jobs"]
-    order, job = [], "deploy"
+    order, job = [], "retire-old-slot"
     while job:
         order.insert(0, job)
-        job = jobs[job].get("needs")
-    assert order == ["test", "train", "gate-and-register", "deploy"]
+        needs = jobs[job].get("needs") or []
+        job = needs if isinstance(needs, str) else (needs[-1] if needs else None)
+    assert order == ["test", "train", "wait", "gate-and-register", "deploy", "retire-old-slot"]
     assert spec["permissions"] == {"contents": "read"}  # id-token only where Azure is used
-    for name in ("train", "gate-and-register", "deploy"):
+    for name in ("train", "wait", "gate-and-register", "deploy", "retire-old-slot"):
         assert jobs[name]["permissions"]["id-token"] == "write"
+    for name in ("train", "gate-and-register", "deploy", "retire-old-slot"):
         login = next(s for s in jobs[name]["steps"] if s.get("uses", "").startswith("azure/login@"))
         assert login["with"] == {
             "client-id": "${{ secrets.AZURE_CLIENT_ID }}",
             "tenant-id": "${{ secrets.AZURE_TENANT_ID }}",
             "subscription-id": "${{ secrets.AZURE_SUBSCRIPTION_ID }}",
         }
+
+
+def test_no_login_is_held_across_the_training_wait():
+    """Submit and wait are separate jobs; the wait logs in afresh before every poll (a federated login
+    expires after about an hour), cancels the Azure ML job when it is cancelled or fails, and every job
+    has a limit a GitHub-hosted runner honours (6 h at most)."""
+    spec = yaml.safe_load(WORKFLOW.read_text())
+    jobs = spec["jobs"]
+    text = WORKFLOW.read_text()
+    assert "az ml job stream" not in text and "--stream" not in text
+    assert "az ml job create" in str(jobs["train"]["steps"]) and "sleep" not in str(jobs["train"]["steps"])
+    wait = jobs["wait"]
+    assert not any(s.get("uses", "").startswith("azure/login@") for s in wait["steps"])
+    poll = next(s["run"] for s in wait["steps"] if "while true" in s.get("run", ""))
+    loop = poll[poll.index("while true") :]
+    assert loop.index("az-login-oidc.sh") < loop.index("az ml job show") < loop.index("sleep")
+    cancel = next(s for s in wait["steps"] if "az ml job cancel" in s.get("run", ""))
+    assert cancel["if"] == "cancelled() || failure()" and "az-login-oidc.sh" in cancel["run"]
+    assert all(0 < job["timeout-minutes"] <= 360 for name, job in jobs.items()), "a job without a real limit"
+    assert "README" not in str(spec[True]["push"]["paths"]) and "src/**" in spec[True]["push"]["paths"]
+
+
+def test_login_script_passes_shellcheck():
+    done = subprocess.run([str(BIN / "shellcheck"), str(LOGIN)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_steps_call_the_repository_modules_and_files():
