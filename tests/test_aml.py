@@ -85,7 +85,10 @@ def test_validate_cli_exit_codes(azureml_copy, capsys):
 @pytest.mark.parametrize(
     "env, needed",
     [
-        ("train-env", {"torch", "sentence-transformers", "FlagEmbedding", "azureml-mlflow", "bm25s", "kiwipiepy"}),
+        (
+            "train-env",
+            {"torch", "sentence-transformers", "FlagEmbedding", "azureml-mlflow", "bm25s", "kiwipiepy"},
+        ),
         ("score-env", {"azureml-inference-server-http", "sentence-transformers", "torch", "FlagEmbedding"}),
     ],
 )
@@ -165,11 +168,15 @@ def test_smoke_check_passes_on_a_real_model_and_catches_a_wrong_ranking(smoke_re
 @pytest.mark.parametrize("form", ["object", "string"])
 def test_smoke_cli_reads_the_response_as_an_object_or_a_json_string(smoke_responses, tmp_path, form, capsys):
     """`az ml online-endpoint invoke` prints a response as a JSON object or as a JSON string holding it."""
-    for name, response in zip(("q.json", "p.json"), smoke_responses):
+    for name, response in zip(("q.json", "p.json"), smoke_responses, strict=True):
         text = json.dumps(response)
         (tmp_path / name).write_text(text if form == "object" else json.dumps(text))
-    assert aml.main(["smoke", "--query", str(tmp_path / "q.json"), "--passages", str(tmp_path / "p.json")]) == 0
+    assert (
+        aml.main(["smoke", "--query", str(tmp_path / "q.json"), "--passages", str(tmp_path / "p.json")]) == 0
+    )
     assert "answer first" in capsys.readouterr().out
     (tmp_path / "q.json").write_text("[1, 2]")
-    assert aml.main(["smoke", "--query", str(tmp_path / "q.json"), "--passages", str(tmp_path / "p.json")]) == 1
+    assert (
+        aml.main(["smoke", "--query", str(tmp_path / "q.json"), "--passages", str(tmp_path / "p.json")]) == 1
+    )
     assert "expected a JSON object, got list" in capsys.readouterr().err
