@@ -44,11 +44,12 @@ PROFILES = {
                   "0.02", "--eval_steps", "0.5", "--dev_ratio", "0.05", "--max_dev_queries", "150",
                   "--hard_negatives", "none", *RECIPE_TRAIN],
     },
-    # one or more GPUs (CUDA or stop): the whole training split, larger batches, full fine-tuning, the rows' hard negatives
+    # one or more GPUs (CUDA or stop): the whole training split, larger batches, full fine-tuning, the rows'
+    # hard negatives
     "gpu": {
         "synth": RECIPE_SYNTH,
-        "train": ["--device", "cuda", "--batch_size", "64", "--max_seq_length", "256", "--epochs", "2", "--learning_rate", "2e-5",
-                  "--eval_steps", "100", *RECIPE_TRAIN],
+        "train": ["--device", "cuda", "--batch_size", "64", "--max_seq_length", "256", "--epochs", "2",
+                  "--learning_rate", "2e-5", "--eval_steps", "100", *RECIPE_TRAIN],
     },
 }  # fmt: skip
 STAMP = ".pipeline_key"  # <output>.pipeline_key beside each stage's output holds its input key

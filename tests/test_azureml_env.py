@@ -11,19 +11,19 @@ Slow-ish (a few minutes; the first build on a machine downloads torch and its CU
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from src import aml, gate
-from tests.test_score import call, free_port
+from tests.test_score import call, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 AZUREML = ROOT / "azureml"
@@ -162,30 +162,10 @@ def test_scoring_script_serves_from_the_scoring_environment(tiny_m3_dir, tmp_pat
     version_dir = tmp_path / "azureml-models" / "bge-m3-kr" / "3"
     shutil.copytree(tiny_m3_dir, version_dir / "model")
     spec = yaml.safe_load((AZUREML / "deployment.yml").read_text())
-    port = free_port()
-    env = isolated_env(bin_dir, AZUREML_MODEL_DIR=str(version_dir), **spec["environment_variables"])
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [str(bin_dir / "azmlinfsrv"), "--entry_script", str(ROOT / "src" / "score.py"), "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        status = None
-        for _ in range(240):
-            time.sleep(0.5)
-            if server.poll() is not None:
-                break
-            try:
-                status, body = call(
-                    f"http://127.0.0.1:{port}/score",
-                    b'{"texts": ["PWM\xec\x9d\xb4 \xeb\xad\x90\xec\x95\xbc?"], "return_sparse": true}',
-                )
-                break
-            except OSError:
-                continue
-        assert status == 200, (tmp_path / "server.log").read_text()[-3000:]
-        assert len(body["embeddings"]) == 1 and body["model"] == "bge-m3-kr:3" and body["sparse"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+    env = isolated_env(bin_dir, **spec["environment_variables"])
+    with serving(bin_dir / "azmlinfsrv", version_dir, env, tmp_path / "server.log") as url:
+        status, body = call(
+            f"{url}/score", json.dumps({"texts": ["PWM이 뭐야?"], "return_sparse": True}).encode()
+        )
+    assert status == 200, body
+    assert len(body["embeddings"]) == 1 and body["model"] == "bge-m3-kr:3" and body["sparse"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,31 +57,40 @@ def call(
         return status, text
 
 
+@contextlib.contextmanager
+def serving(azmlinfsrv: Path, model_dir: Path, env: dict[str, str], log_file: Path) -> Iterator[str]:
+    """azmlinfsrv serving src/score.py over ``model_dir`` on a free local port, with its output in
+    ``log_file``; yields the base URL once GET / answers 200 (within 120 s), and stops the server after."""
+    port = free_port()
+    with log_file.open("w") as log:
+        proc = subprocess.Popen(
+            [str(azmlinfsrv), "--entry_script", str(ROOT / "src" / "score.py"), "--model_dir", str(model_dir),
+             "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.time() + 120
+            while time.time() < deadline and proc.poll() is None:
+                try:
+                    if call(url + "/")[0] == 200:
+                        break
+                except OSError:
+                    time.sleep(0.2)
+            else:
+                pytest.fail("azmlinfsrv did not become ready: " + log_file.read_text()[-2000:])
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
-    port = free_port()
-    log = (tmp_path_factory.mktemp("server") / "server.log").open("w")
     env = {**os.environ, "SCORE_MAX_TEXTS": "8", "SCORE_MAX_CHARS": "200", "SCORE_MAX_BYTES": "4096",
            "SCORE_MAX_RESPONSE_BYTES": "4000"}  # fmt: skip
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("azmlinfsrv")), "--entry_script", str(ROOT / "src" / "score.py"),
-         "--model_dir", str(model_dir), "--port", str(port)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if call(url + "/")[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("azmlinfsrv did not become ready: " + Path(log.name).read_text()[-2000:])
-    yield url, Path(log.name)
-    proc.terminate()
-    proc.wait(timeout=30)
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with serving(Path(sys.executable).with_name("azmlinfsrv"), model_dir, env, log) as url:
+        yield url, log
 
 
 def test_embeddings_equal_sentence_transformers(server, tiny_model_dir):
