@@ -63,8 +63,8 @@ def headline(metrics: dict, system: str) -> dict[str, float]:
 def run_candidate(name: str, seed: int, part: str, work: Path) -> dict[str, float]:
     synth_extra, train_extra = (PLAIN[0] + CANDIDATES[name][0], PLAIN[1] + CANDIDATES[name][1])
     folder = work / f"{name}-seed{seed}"
-    argv = ["--work_dir", str(folder), "--seed", str(seed), "--synth_args", shlex.join(synth_extra),
-            "--train_args", shlex.join(train_extra), "--eval_args", f"--eval_part {part} --baseline_model none"]  # fmt: skip
+    argv = ["--output_dir", str(folder), "--seed", str(seed), "--synth_args", shlex.join(synth_extra),
+            "--train_args", shlex.join(train_extra), "--eval_args", f"--eval_part {part} --base_model none"]  # fmt: skip
     if pipeline.main(argv) != 0:
         raise SystemExit(f"candidate {name} (seed {seed}) failed")
     metrics = json.loads((folder / "report" / "metrics.json").read_text(encoding="utf-8"))
@@ -75,10 +75,10 @@ def run_base(part: str, work: Path) -> dict[str, float]:
     """The untrained stand-in on the same test rows as every candidate (recipe flags add training rows only)."""
     data = work / "plain-seed42" / "data"
     if not data.exists():
-        synth_data.main(["--output-dir", str(data), *pipeline.PROFILES["laptop"]["synth"], *PLAIN[0]])
-    argv = ["--model_path", resolve_model(STANDIN_NAME), "--baseline_model", "none", "--test_data",
+        synth_data.main(["--output_dir", str(data), *pipeline.PROFILES["laptop"]["synth"], *PLAIN[0]])
+    argv = ["--model", resolve_model(STANDIN_NAME), "--base_model", "none", "--test_data",
             str(data / "test.jsonl"), "--corpus", str(data / "corpus_test.jsonl"), "--eval_part", part,
-            "--report_dir", str(work / "base-report")]  # fmt: skip
+            "--output_dir", str(work / "base-report")]  # fmt: skip
     if evaluate.main(argv) != 0:
         raise SystemExit("base evaluation failed")
     metrics = json.loads((work / "base-report" / "metrics.json").read_text(encoding="utf-8"))
@@ -90,14 +90,14 @@ def main() -> None:
     p.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
     p.add_argument("--seeds", type=int, nargs="+", default=[42])
     p.add_argument("--part", choices=["dev"], default="dev", help="only dev: the test part is for reporting")
-    p.add_argument("--work_dir", type=Path, default=ROOT / "outputs" / "bench_recipes")
+    p.add_argument("--output_dir", type=Path, default=ROOT / "outputs" / "bench_recipes")
     args = p.parse_args()
 
     results = {
-        name: [run_candidate(name, seed, args.part, args.work_dir) for seed in args.seeds]
+        name: [run_candidate(name, seed, args.part, args.output_dir) for seed in args.seeds]
         for name in args.candidates
     }
-    base = run_base(args.part, args.work_dir)
+    base = run_base(args.part, args.output_dir)
     header = f"{'candidate':<32}" + "".join(f"{c:>11}" for c in [*COLUMNS, "sts"])
     print(f"\nRecipe candidates on the independent sets' {args.part} part (stand-in, laptop profile, "
           f"seeds {' '.join(map(str, args.seeds))}); (a), (b), synthetic: nDCG@10; (c): MRR@10; STS: Spearman x100")  # fmt: skip

@@ -100,7 +100,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="train_speed-"))
     data = work / "data"
-    subprocess.run([sys.executable, "-m", "src.synth_data", "--output-dir", str(data), "--seed", str(args.data_seed)],
+    subprocess.run([sys.executable, "-m", "src.synth_data", "--output_dir", str(data), "--seed", str(args.data_seed)],
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     from src.base_model import resolve_model
 
@@ -109,7 +109,7 @@ def main() -> None:
     for name, seed in ((n, s) for n in args.configs for s in args.seeds):
         out = work / f"{name}-seed{seed}"
         cmd = [
-            sys.executable, "-m", "src.train", "--model_name", "e5-small-offline", "--train_data",
+            sys.executable, "-m", "src.train", "--base_model", "e5-small-offline", "--train_data",
             str(data / "train.jsonl"), "--output_dir", str(out), "--use_cpu", "--dev_ratio", "0",
             "--max_steps", str(args.steps), "--batch_size", str(args.batch_size),
             "--max_seq_length", str(args.max_seq_length), "--learning_rate", str(args.learning_rate), "--logging_steps", "5", *CONFIGS[name],

@@ -8,12 +8,12 @@
 ``validate`` loads the training job with ``azure.ai.ml.load_job`` (unknown keys, wrong types, missing
 code or conda paths raise), validates each component's command, and checks the pipeline's data bindings
 (``${{parent.inputs.x}}``, ``${{parent.jobs.n.outputs.y}}``, ``${{inputs.x}}``) against what is declared,
-which ``load_job`` itself does not do. Exit code 0: valid, 1: invalid (each problem printed).
+which ``load_job`` itself does not do. Exit codes: 0 valid / passed; 1 ``validate`` found problems (each
+printed) or ``smoke`` found wrong answers; 2 bad input (a missing or malformed file, bad JSON in --traffic).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import re
@@ -23,7 +23,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from src.pipeline import digest
+from src import cli
+from src.cli import UsageError
+from src.data import DataError
+from src.pipeline import file_digest
 
 AZUREML = Path(__file__).resolve().parents[1] / "azureml"
 JOB_FILE = AZUREML / "job.yml"
@@ -123,15 +126,21 @@ def _brief(error: Exception) -> str:
 def data_version(folder: Path) -> str:
     """Version of the data asset: the first 12 hex digits of the folder's content hash, so the same
     triplets always map to the same version and a re-run registers nothing new."""
-    return digest([folder], [])[:12]
+    return file_digest(folder)[:12]
 
 
 def rollout(traffic: dict[str, int]) -> tuple[str, str | None]:
     """(slot to deploy into, slot serving now) of a blue/green endpoint; ``traffic`` maps deployment
     names to percentages ({} for a new endpoint)."""
+    if not isinstance(traffic, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in traffic.values()
+    ):
+        raise UsageError(
+            f"--traffic: expected a JSON object of deployment -> percentage, got {traffic!r:.60}"
+        )
     live = max(traffic, key=traffic.get) if traffic and max(traffic.values()) > 0 else None
     if live is not None and live not in SLOTS:
-        raise ValueError(f"endpoint serves from {live!r}; expected one of {', '.join(SLOTS)}")
+        raise UsageError(f"endpoint serves from {live!r}; expected one of {', '.join(SLOTS)}")
     return next(s for s in SLOTS if s != live), live
 
 
@@ -153,47 +162,60 @@ def smoke_check(query: dict, passages: dict) -> str:
 
 def load_response(path: Path) -> dict:
     """An endpoint response saved from ``az ml online-endpoint invoke``: a JSON object, or a JSON string
-    holding one (the CLI prints some responses that way)."""
-    value = json.loads(path.read_text(encoding="utf-8"))
-    if isinstance(value, str):
-        value = json.loads(value)
+    holding one (the CLI prints some responses that way). Raises DataError naming the file."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(value, str):
+            value = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise DataError(path, f"not valid JSON ({e})") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(value).__name__}")
+        raise DataError(path, f"expected a JSON object, got {type(value).__name__}")
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    v = sub.add_parser("validate", help="load and validate the training job offline")
-    v.add_argument("--job", type=Path, default=JOB_FILE)
-    d = sub.add_parser("data-version", help="content-hash version of a data folder")
-    d.add_argument("folder", type=Path)
-    r = sub.add_parser("rollout", help="blue/green: the idle slot and the live slot")
+def build_parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(__doc__)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=cli.ArgumentParser)
+    v = sub.add_parser("validate", description="load and validate the training job offline")
+    v.add_argument("--job", type=cli.input_file, default=str(JOB_FILE))
+    d = sub.add_parser("data-version", description="content-hash version of a data folder")
+    d.add_argument("folder", type=cli.input_dir)
+    r = sub.add_parser("rollout", description="blue/green: the idle slot and the live slot")
     r.add_argument("--traffic", default="{}", help="the endpoint's traffic as JSON")
-    s = sub.add_parser("smoke", help="check the endpoint's answers to azureml/smoke/ requests")
-    s.add_argument("--query", type=Path, required=True, help="response to azureml/smoke/query.json")
-    s.add_argument("--passages", type=Path, required=True, help="response to azureml/smoke/passages.json")
-    args = p.parse_args(argv)
-    try:
-        if args.command == "validate":
-            errors = validate(args.job)
-            for e in errors:
-                print(f"error: {e}", file=sys.stderr)
-            print(f"{args.job}: {'invalid' if errors else 'valid'}")
-            return 1 if errors else 0
-        if args.command == "data-version":
-            if not args.folder.is_dir():
-                raise ValueError(f"{args.folder}: not a folder")
-            print(data_version(args.folder))
-        elif args.command == "rollout":
-            idle, live = rollout(json.loads(args.traffic or "{}"))
-            print(f"idle={idle}\nlive={live or ''}")
-        else:
-            print(smoke_check(load_response(args.query), load_response(args.passages)))
-    except (ValueError, OSError) as e:  # JSONDecodeError is a ValueError
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    s = sub.add_parser("smoke", description="check the endpoint's answers to azureml/smoke/ requests")
+    s.add_argument("--query", type=cli.input_file, required=True, help="response to azureml/smoke/query.json")
+    s.add_argument(
+        "--passages", type=cli.input_file, required=True, help="response to azureml/smoke/passages.json"
+    )
+    return p
+
+
+@cli.entry_point
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "validate":
+        errors = validate(args.job)
+        for e in errors:
+            print(f"error: {e}", file=sys.stderr)
+        print(f"{args.job}: {'invalid' if errors else 'valid'}")
+        return 1 if errors else 0
+    if args.command == "data-version":
+        print(data_version(args.folder))
+    elif args.command == "rollout":
+        try:
+            traffic = json.loads(args.traffic or "{}")
+        except ValueError as e:
+            raise UsageError(f"--traffic: not valid JSON ({e})") from None
+        idle, live = rollout(traffic)
+        print(f"idle={idle}\nlive={live or ''}")
+    else:
+        query, passages = load_response(args.query), load_response(args.passages)
+        try:
+            print(smoke_check(query, passages))
+        except ValueError as e:
+            print(f"smoke test failed: {e}", file=sys.stderr)
+            return 1
     return 0
 
 

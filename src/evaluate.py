@@ -21,7 +21,6 @@ report.md, PNG charts).
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import json
@@ -36,13 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from src import m3
-from src.base_model import ModelNotFound, resolve_model
+from src import cli, m3
+from src.base_model import load_sentence_transformer, resolve_model
 from src.data import (
-    CATEGORIES,
     EVAL_QUERY_STYLES,
     EVAL_SPLITS,
-    REGISTERS,
     SYNTH_COMMAND,
     DataError,
     EvalConcept,
@@ -54,6 +51,7 @@ from src.data import (
     load_term_pairs,
     read_jsonl,
 )
+from src.domain import default_domain
 
 METRICS = ["recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "map@100"]
 TOP_K = 100
@@ -479,14 +477,21 @@ def write_charts(folder: Path, metrics: dict) -> None:
         plt.close(fig)
 
 
-SLICE_TITLES = {  # slice name -> (Korean title, labels of its values)
-    "style": ("질의 스타일별", EVAL_QUERY_STYLES),
-    "register": ("문단 레지스터별 recall@10 (그 레지스터의 정답 문단이 상위 10위 안에 든 비율)", REGISTERS),
-    "category": ("분야별", CATEGORIES),
-    "synthetic_split": ("합성 분할별 (train = 학습에 쓰인 개념, test = 합성 테스트 개념)", {}),
-    "glossary": ("용어집 포함 여부별", {}),
-    "kind": ("약어 질의 vs 용어 질의", {}),
-}
+def slice_titles() -> dict[str, tuple[str, dict[str, str]]]:
+    """Slice name -> (Korean title, labels of its values); categories and registers are the default
+    domain's (a category of another domain is shown by its key)."""
+    domain = default_domain()
+    return {
+        "style": ("질의 스타일별", EVAL_QUERY_STYLES),
+        "register": (
+            "문단 레지스터별 recall@10 (그 레지스터의 정답 문단이 상위 10위 안에 든 비율)",
+            domain.registers,
+        ),
+        "category": ("분야별", domain.categories),
+        "synthetic_split": ("합성 분할별 (train = 학습에 쓰인 개념, test = 합성 테스트 개념)", {}),
+        "glossary": ("용어집 포함 여부별", {}),
+        "kind": ("약어 질의 vs 용어 질의", {}),
+    }
 
 
 def verdict(b: dict) -> str:
@@ -571,7 +576,7 @@ def markdown_report(metrics: dict) -> str:
                     f"- {task['metric']} 향상, 파인튜닝 − {versus}: {b['mean']:+.4f} [{b['low']:+.4f}, {b['high']:+.4f}] → {verdict(b)}"
                 )
             for slice_name, table in task["slices"].items():
-                title, labels = SLICE_TITLES[slice_name]
+                title, labels = slice_titles()[slice_name]
                 metric = "" if slice_name == "register" else f" {task['metric']}"
                 lines += slice_lines(title + metric, table, names, labels)
     head = (
@@ -608,10 +613,8 @@ def markdown_report(metrics: dict) -> str:
         cells = [metrics["systems"][s].get(key) for s in dense]
         lines.append(f"| {label} | " + " | ".join("-" if c is None else f"{c:.4f}" for c in cells) + " |")
     for slice_name, table in metrics["slices"].items():
-        title, labels = SLICE_TITLES[slice_name]
-        lines += slice_lines(
-            f"{title} nDCG@10", table, systems, {**labels, **CATEGORIES} if slice_name == "category" else {}
-        )
+        title, labels = slice_titles()[slice_name]
+        lines += slice_lines(f"{title} nDCG@10", table, systems, labels if slice_name == "category" else {})
     lines += ["", "## BGE-M3 검색 모드 (dense · sparse · multi-vector · hybrid)", ""]
     lines += [f"- {name}: {note}" for name, note in metrics.get("m3", {}).items()]
     lines += ["", "## 그림", ""]
@@ -670,74 +673,95 @@ def console_table(metrics: dict) -> str:
 # ----------------------------------------------------------------------------- main
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+@dataclass(frozen=True)
+class EvalConfig:
+    """Every flag of the stage, parsed once (``parse_args``)."""
+
+    model: str
+    base_model: str | None  # None: the base recorded in training_summary.json; "none": no baseline
+    batch_size: int
+    m3_weights: tuple[float, float, float]
+    test_data: Path
+    corpus: Path
+    sample_size: int
+    sts: Path | None
+    eval_dir: Path | None
+    eval_part: str
+    bootstrap: int
+    seed: int
+    output_dir: Path
+
+
+def build_parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(__doc__)
     models = p.add_argument_group("models")
-    models.add_argument("--model_path", default="outputs/bge-m3-kr", help="the fine-tuned model folder")
-    models.add_argument(
-        "--baseline_model",
-        default=None,
-        help="model to compare with (default: the base model in training_summary.json; 'none' to skip)",
-    )
-    models.add_argument("--batch_size", type=int, default=32)
-    models.add_argument(
-        "--m3_weights",
-        type=float,
-        nargs=3,
-        default=list(m3.DEFAULT_WEIGHTS),
-        metavar=("DENSE", "SPARSE", "COLBERT"),
-        help="hybrid weights of an M3 model's modes (the BGE-M3 paper's default: 1 0.3 1)",
-    )
+    models.add_argument("--model", type=cli.model_name, default="outputs/bge-m3-kr",
+                        help="the fine-tuned model: folder, Hub id or e5-small-offline")  # fmt: skip
+    models.add_argument("--base_model", type=cli.model_name, default=None,
+                        help="model to compare with (default: the base model in training_summary.json; 'none' to skip)")  # fmt: skip
+    models.add_argument("--batch_size", type=cli.positive_int, default=32)
+    models.add_argument("--m3_weights", type=cli.number(float, 0), nargs=3, default=list(m3.DEFAULT_WEIGHTS),
+                        metavar=("DENSE", "SPARSE", "COLBERT"),
+                        help="hybrid weights of an M3 model's modes, not all 0 (the BGE-M3 paper's default: 1 0.3 1)")  # fmt: skip
     data = p.add_argument_group("data")
-    data.add_argument("--test_data", type=Path, default=Path("data/test.jsonl"))
-    data.add_argument("--corpus", type=Path, default=Path("data/corpus_test.jsonl"))
-    data.add_argument("--sample_size", type=int, default=500, help="test queries to sample (0 = all)")
-    data.add_argument("--sts", default="data/sts_ko_sample.tsv", help="KorSTS-layout TSV ('' to skip)")
+    data.add_argument("--test_data", type=cli.input_file, default="data/test.jsonl")
+    data.add_argument("--corpus", type=cli.input_file, default="data/corpus_test.jsonl")
     data.add_argument(
-        "--eval_dir", default="data/eval", help="folder of the independent evaluation sets ('' to skip)"
+        "--sample_size", type=cli.non_negative_int, default=500, help="test queries to sample (0 = all)"
     )
-    data.add_argument(
-        "--eval_part",
-        choices=EVAL_SPLITS,
-        default="test",
-        help="part of the independent sets to evaluate: dev (to choose recipes on) or test (to report)",
-    )
-    data.add_argument("--bootstrap", type=int, default=1000, help="paired bootstrap resamples")
+    data.add_argument("--sts", type=cli.optional_input_file, default="data/sts_ko_sample.tsv",
+                      help="KorSTS-layout TSV ('' to skip)")  # fmt: skip
+    data.add_argument("--eval_dir", type=cli.optional_input_dir, default="data/eval",
+                      help="folder of the independent evaluation sets ('' to skip)")  # fmt: skip
+    data.add_argument("--eval_part", choices=EVAL_SPLITS, default="test",
+                      help="part of the independent sets to evaluate: dev (to choose recipes on) or test (to report)")  # fmt: skip
+    data.add_argument("--bootstrap", type=cli.number(int, 100), default=1000,
+                      help="paired bootstrap resamples (at least 100)")  # fmt: skip
     data.add_argument("--seed", type=int, default=42)
-    p.add_argument(
-        "--report_dir", type=Path, default=None, help="default: outputs/reports/<model folder name>"
-    )
-    args = p.parse_args(argv)
-    if args.report_dir is None:
-        args.report_dir = Path("outputs/reports") / Path(args.model_path).name
-    return args
+    p.add_argument("--output_dir", type=cli.output_path, default=None,
+                   help="report folder (default: outputs/reports/<model folder name>)")  # fmt: skip
+    return p
 
 
-def baseline_of(args: argparse.Namespace) -> str | None:
+def parse_args(argv: list[str] | None = None) -> EvalConfig:
+    args = build_parser().parse_args(argv)
+    if not any(args.m3_weights):
+        raise cli.UsageError("--m3_weights: at least one weight must be above 0")
+    if args.model.lower() == "none":
+        raise cli.UsageError("--model: give the model to evaluate")
+    args.output_dir = args.output_dir or Path("outputs/reports") / Path(args.model).name
+    args.m3_weights = tuple(args.m3_weights)
+    return EvalConfig(**vars(args))
+
+
+def baseline_of(config: EvalConfig) -> str | None:
     """The baseline model: the flag, else the base model recorded by src.train, else none."""
-    if args.baseline_model:
-        return None if args.baseline_model.lower() == "none" else args.baseline_model
-    summary = Path(args.model_path) / "training_summary.json"
-    return json.loads(summary.read_text(encoding="utf-8"))["base_model"] if summary.exists() else None
+    if config.base_model:
+        return None if config.base_model.lower() == "none" else config.base_model
+    summary = Path(config.model) / "training_summary.json"
+    if not summary.is_file():
+        return None
+    try:
+        base = json.loads(summary.read_text(encoding="utf-8")).get("base_model")
+    except (ValueError, UnicodeDecodeError, AttributeError) as e:
+        raise DataError(summary, f"not a training summary ({type(e).__name__}); pass --base_model") from None
+    if not isinstance(base, str) or not base:
+        raise DataError(summary, "field 'base_model' is missing or not a text; pass --base_model")
+    return base
 
 
-def evaluate(args: argparse.Namespace, argv: list[str]) -> dict:
-    from sentence_transformers import SentenceTransformer
-
+def evaluate(config: EvalConfig, argv: list[str]) -> dict:
+    """Score the model, its base and BM25 on every task; write the report folder; returns metrics.json."""
     # 1. tasks: the independent sets (their --eval_part), then the synthetic split; STS pairs
-    test = load_test_set(args.test_data, args.corpus, args.sample_size, args.seed)
+    test = load_test_set(config.test_data, config.corpus, config.sample_size, config.seed)
     held_out = {p.concept_id for p in test.corpus}
-    independent = independent_tasks(Path(args.eval_dir), args.eval_part, held_out) if args.eval_dir else []
+    independent = independent_tasks(config.eval_dir, config.eval_part, held_out) if config.eval_dir else []
     tasks = [*independent, synthetic_task(test)]
-    sts = read_sts(Path(args.sts)) if args.sts else None
+    sts = read_sts(config.sts) if config.sts else None
 
     # 2. models (checked before any encoding work)
-    baseline = baseline_of(args)
-    if not Path(args.model_path).is_dir():
-        raise ModelNotFound(
-            f"{args.model_path}: model folder not found (train one with `python -m src.train`)"
-        )
-    paths = {f"fine-tuned ({Path(args.model_path).name})": resolve_model(args.model_path)}
+    baseline = baseline_of(config)
+    paths = {f"fine-tuned ({Path(config.model).name})": resolve_model(config.model)}
     if baseline:
         paths[f"base ({baseline})"] = resolve_model(baseline)
     for path in paths.values():
@@ -748,7 +772,7 @@ def evaluate(args: argparse.Namespace, argv: list[str]) -> dict:
     extras, m3_notes = {}, {}
     for name, path in paths.items():
         print(f"Encoding with {name} ...", file=sys.stderr)
-        result = dense_scores(SentenceTransformer(path), tasks, test.rows, sts, args.batch_size)
+        result = dense_scores(load_sentence_transformer(path), tasks, test.rows, sts, config.batch_size)
         for t in tasks:
             ranked[t.key][name] = rank_top_k(result.scores[t.key])
         extras[name] = {
@@ -760,10 +784,12 @@ def evaluate(args: argparse.Namespace, argv: list[str]) -> dict:
         if not m3.is_m3(path):
             m3_notes[name] = "dense only (no sparse_linear.pt / colbert_linear.pt): M3 modes not available"
             continue
-        m3_notes[name] = f"M3 modes evaluated; hybrid weights dense/sparse/colbert = {list(args.m3_weights)}"
+        m3_notes[name] = (
+            f"M3 modes evaluated; hybrid weights dense/sparse/colbert = {list(config.m3_weights)}"
+        )
         model = m3.load(path)
         for t in tasks:
-            for mode, scores in m3_mode_scores(model, t, args.batch_size, tuple(args.m3_weights)).items():
+            for mode, scores in m3_mode_scores(model, t, config.batch_size, config.m3_weights).items():
                 if mode != "dense":  # the dense mode is the sentence-transformers system above
                     ranked[t.key][f"{name} {mode}"] = rank_top_k(scores)
                     extras[f"{name} {mode}"] = {}
@@ -773,24 +799,24 @@ def evaluate(args: argparse.Namespace, argv: list[str]) -> dict:
 
     # 4. metrics, bootstrap and slices per task; the synthetic split keeps its top-level layout
     tuned, base_name = list(paths)[0], (list(paths)[1] if baseline else None)
-    results = {t.key: task_results(t, ranked[t.key], tuned, args.bootstrap, args.seed) for t in tasks}
+    results = {t.key: task_results(t, ranked[t.key], tuned, config.bootstrap, config.seed) for t in tasks}
     synthetic = results.pop(SYNTHETIC)
     systems = {name: {**values, **extras[name]} for name, values in synthetic["systems"].items()}
     metrics = {
         "command": "python -m src.evaluate " + shlex.join(argv),
-        "model": args.model_path,
+        "model": config.model,
         "baseline_model": baseline,
         "data": {
-            "test_file": str(args.test_data),
-            "test_sha256": file_sha256(args.test_data),
-            "corpus_file": str(args.corpus),
-            "corpus_sha256": file_sha256(args.corpus),
-            "sts_file": args.sts or None,
-            "sts_sha256": file_sha256(Path(args.sts)) if args.sts else None,
+            "test_file": str(config.test_data),
+            "test_sha256": file_sha256(config.test_data),
+            "corpus_file": str(config.corpus),
+            "corpus_sha256": file_sha256(config.corpus),
+            "sts_file": str(config.sts) if config.sts else None,
+            "sts_sha256": file_sha256(config.sts) if config.sts else None,
             "queries": len(test.rows),
             "corpus_passages": len(test.corpus),
             "test_concepts": len({r.concept_id for r in test.rows}),
-            "seed": args.seed,
+            "seed": config.seed,
         },
         "roles": {"fine_tuned": tuned, "baseline": base_name, "bm25": "BM25 (kiwi)"},
         "m3": m3_notes,
@@ -801,34 +827,31 @@ def evaluate(args: argparse.Namespace, argv: list[str]) -> dict:
     if baseline:
         metrics["difference"] = {m: round(systems[tuned][m] - systems[base_name][m], 4) for m in METRICS}
     if independent:
-        files = sorted(Path(args.eval_dir).glob("*.jsonl"))
+        files = sorted(config.eval_dir.glob("*.jsonl"))
         metrics["independent"] = {
-            "part": args.eval_part,
-            "eval_dir": args.eval_dir,
+            "part": config.eval_part,
+            "eval_dir": str(config.eval_dir),
             "files_sha256": {f.name: file_sha256(f) for f in files},
             "tasks": results,
         }
 
     # 5. report folder, atomically
-    with atomic_path(args.report_dir, is_dir=True) as tmp:
+    with atomic_path(config.output_dir, is_dir=True) as tmp:
         (tmp / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
         (tmp / "report.md").write_text(markdown_report(metrics), encoding="utf-8")
         write_charts(tmp, metrics)
     return metrics
 
 
+@cli.entry_point
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    try:
-        metrics = evaluate(args, argv)
-    except (DataError, ModelNotFound) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    config = parse_args(argv)
+    metrics = evaluate(config, argv)
     print(lead_table(metrics))
     print()
     print(console_table(metrics))
-    print(f"Report: {args.report_dir / 'report.md'}")
+    print(f"Report: {config.output_dir / 'report.md'}")
     return 0
 
 

@@ -18,10 +18,14 @@ import importlib.util
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from src.base_model import ModelNotFound
+
+if TYPE_CHECKING:
+    from src.train import TrainConfig
 
 HEADS = ("colbert_linear.pt", "sparse_linear.pt")
 DEFAULT_WEIGHTS = (1.0, 0.3, 1.0)  # dense, sparse, colbert
@@ -132,28 +136,30 @@ def mode_scores(
 # ----------------------------------------------------------------------------- unified fine-tuning
 
 
-def flagembedding_argv(args, base: Path, data: Path, output: Path, precision: str) -> list[str]:
-    """src.train's flags as FlagEmbedding M3 fine-tuning arguments: dense + sparse + ColBERT losses with
+def flagembedding_argv(
+    config: TrainConfig, base: Path, data: Path, output: Path, precision: str
+) -> list[str]:
+    """src.train's configuration as FlagEmbedding M3 fine-tuning arguments: dense + sparse + ColBERT losses with
     self-distillation from their ensemble (unified fine-tuning), one positive and one hard negative per query."""
     argv = [
         "--model_name_or_path", str(base), "--train_data", str(data), "--output_dir", str(output),
-        "--train_group_size", "2", "--query_max_len", str(args.max_query_length),
-        "--passage_max_len", str(args.max_seq_length), "--per_device_train_batch_size", str(args.batch_size),
-        "--gradient_accumulation_steps", str(args.gradient_accumulation_steps),
-        "--learning_rate", str(args.learning_rate),
-        "--num_train_epochs", str(args.epochs), "--max_steps", str(args.max_steps),
-        "--temperature", str(args.temperature), "--seed", str(args.seed), "--logging_steps", str(args.logging_steps),
+        "--train_group_size", "2", "--query_max_len", str(config.max_query_length),
+        "--passage_max_len", str(config.max_seq_length), "--per_device_train_batch_size", str(config.batch_size),
+        "--gradient_accumulation_steps", str(config.gradient_accumulation_steps),
+        "--learning_rate", str(config.learning_rate),
+        "--num_train_epochs", str(config.epochs), "--max_steps", str(config.max_steps),
+        "--temperature", str(config.temperature), "--seed", str(config.seed), "--logging_steps", str(config.logging_steps),
         "--unified_finetuning", "True", "--use_self_distill", "True", "--sentence_pooling_method", "cls",
         "--save_strategy", "no", "--report_to", "none",
     ]  # fmt: skip
-    if args.device == "cpu":
+    if config.device == "cpu":
         argv += ["--use_cpu", "True"]
     if precision != "fp32":  # mixed precision on GPUs, as FlagEmbedding's own recipes
         argv += [f"--{precision}", "True"]
     return argv
 
 
-def finetune_unified(args, base: Path, rows, workdir: Path, precision: str) -> Path:
+def finetune_unified(config: TrainConfig, base: Path, rows, workdir: Path, precision: str) -> Path:
     """Run FlagEmbedding's unified M3 fine-tuning on ``rows`` (Triplets) in ``precision`` (bf16, fp16 or
     fp32, see src.train.pick_precision); returns its output folder
     (encoder weights, tokenizer and both trained heads, not yet a sentence-transformers folder)."""
@@ -177,7 +183,7 @@ def finetune_unified(args, base: Path, rows, workdir: Path, precision: str) -> P
     parser = HfArgumentParser((EncoderOnlyEmbedderM3ModelArguments, EncoderOnlyEmbedderM3DataArguments,
                                EncoderOnlyEmbedderM3TrainingArguments))  # fmt: skip
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(
-        args=flagembedding_argv(args, base, data, workdir / "flagembedding", precision)
+        args=flagembedding_argv(config, base, data, workdir / "flagembedding", precision)
     )
     EncoderOnlyEmbedderM3Runner(model_args=model_args, data_args=data_args, training_args=training_args).run()
     return workdir / "flagembedding"

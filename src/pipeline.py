@@ -1,12 +1,16 @@
 """The main job: synthesize data, fine-tune, evaluate, and print the side-by-side table.
 
-Each stage runs only when its inputs changed: a stage's key is a hash of its input files and its
-arguments, stored next to its output; a re-run with the same key reuses the output (no retraining
-when only the evaluation changes).
+Each stage runs only when its inputs changed: a stage's key hashes its parsed arguments (defaults
+included), the content of every file, folder and model they name, wherever it was passed (a profile,
+``--synth_args "--glossary X"``), and the code version; it is stored next to the stage's output, and a
+re-run with the same key reuses the output (no retraining when only the evaluation changes).
 
     uv run python -m src.pipeline                          # offline, laptop-sized, stand-in base model
     uv run python -m src.pipeline --base_model BAAI/bge-m3 --profile gpu
     uv run python -m src.pipeline --train_args "--max_steps 50" --eval_args "--sample_size 200"
+    uv run python -m src.pipeline --output_dir outputs/medical --synth_args "--glossary \\
+        data/examples/medical_devices/glossary_ko.jsonl --templates data/examples/medical_devices/templates_ko.yaml \\
+        --terms '' --acronyms ''" --eval_args "--eval_dir ''"   # another domain, from data files alone
 
 Profiles set the training flags; ``--synth_args``, ``--train_args`` and ``--eval_args`` append any of
 the stages' own flags (later flags win).
@@ -14,18 +18,19 @@ the stages' own flags (later flags win).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import functools
 import hashlib
 import json
+import re
 import shlex
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
-from src import evaluate, synth_data, train
-from src.base_model import STANDIN_NAME
+from src import cli, evaluate, synth_data, train
+from src.base_model import STANDIN_NAME, ensure_standin
 
 # The training recipe both profiles share, chosen on the independent sets' dev part (bench/recipes.py,
 # README "레시피 후보"): noisy query copies, English<->Korean rows and general-language rows in the data,
@@ -53,95 +58,129 @@ PROFILES = {
     },
 }  # fmt: skip
 STAMP = ".pipeline_key"  # <output>.pipeline_key beside each stage's output holds its input key
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def digest(paths: list[Path], argv: list[str]) -> str:
-    """Hash of the input files' bytes (folders: every file in them) and the stage arguments."""
-    h = hashlib.sha256(json.dumps(argv).encode())
-    for path in paths:
-        if not path.exists():
-            h.update(f"missing:{path}".encode())
-            continue
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for f in files:
-            h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-            h.update(f.read_bytes())
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, or of a folder's files (relative names and bytes, in sorted order)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path)).encode() if path.is_dir() else b"")
+        with f.open("rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
 
 
-def run_stage(
-    name: str, stage: Callable[[list[str]], int], argv: list[str], inputs: list[Path], output: Path
-) -> float:
+@functools.cache
+def model_digest(name: str) -> str:
+    """The content of a model argument: its folder's files (the stand-in's short name and a Hub id already
+    in the local cache are resolved to their folders); an uncached Hub id contributes its name only."""
+    folder = Path(name).expanduser()
+    if name == STANDIN_NAME:
+        folder = ensure_standin()
+    elif not folder.exists():
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = Path(snapshot_download(name, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not cached, not a Hub id: the name is all there is
+            return hashlib.sha256(f"name:{name}".encode()).hexdigest()
+    return file_digest(folder)
+
+
+@functools.cache
+def code_version() -> str:
+    """The project's version and a hash of its source (src/*.py): a new release or edited code re-runs
+    every stage."""
+    version = re.search(r'^version = "([^"]+)"', (REPO_ROOT / "pyproject.toml").read_text(), re.M)
+    sources = "".join(file_digest(p) for p in sorted((REPO_ROOT / "src").glob("*.py")))
+    return f"{version.group(1) if version else '?'}+{hashlib.sha256(sources.encode()).hexdigest()[:16]}"
+
+
+def stage_key(module: ModuleType, argv: list[str]) -> str:
+    """A stage's input key: its *parsed* arguments (defaults included), the content of every file, folder
+    or model any of them names (cli.inputs_of), and the code version. Parsing also checks the flags."""
+    parser = module.build_parser()
+    args = parser.parse_args(argv)
+    h = hashlib.sha256(code_version().encode())
+    h.update(json.dumps({k: str(v) for k, v in sorted(vars(args).items())}, ensure_ascii=False).encode())
+    for dest, value, is_model in cli.inputs_of(parser, args):
+        content = model_digest(str(value)) if is_model else file_digest(Path(value))
+        h.update(f"{dest}={value}:{content}".encode())
+    return h.hexdigest()
+
+
+def run_stage(name: str, module: ModuleType, argv: list[str], output: Path) -> float:
     """Run one stage unless ``output`` carries the same key; returns the seconds spent (0 when reused)."""
-    key = digest(inputs, argv)
+    key = stage_key(module, argv)
     stamp = output.with_name(output.name + STAMP)
     if output.exists() and stamp.exists() and stamp.read_text() == key:
         print(f"[{name}] inputs unchanged: reusing {output}", file=sys.stderr)
         return 0.0
     print(f"[{name}] python -m src.{name} {shlex.join(argv)}", file=sys.stderr)
+    stamp.unlink(missing_ok=True)  # a stage that fails leaves no key that could match its old output
     started = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # stage chatter to stderr; stdout carries the final table
-        code = stage(argv)
+        code = module.main(argv)
     if code != 0:
-        raise SystemExit(code)
+        raise StageFailed(name, code)
     stamp.write_text(key)
     return time.perf_counter() - started
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--base_model", default=STANDIN_NAME, help="base model to fine-tune (Hub id, folder, stand-in)"
-    )
+class StageFailed(Exception):
+    """A stage exited non-zero (it printed its own error)."""
+
+    def __init__(self, name: str, code: int):
+        super().__init__(f"the pipeline stopped at {name} (exit code {code})")
+        self.code = code
+
+
+def build_parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(__doc__)
+    p.add_argument("--base_model", type=cli.model_name, default=STANDIN_NAME,
+                   help="base model to fine-tune (Hub id, folder, stand-in)")  # fmt: skip
     p.add_argument("--profile", choices=sorted(PROFILES), default="laptop")
-    p.add_argument("--work_dir", type=Path, default=Path("outputs/pipeline"))
+    p.add_argument("--output_dir", type=cli.output_path, default=Path("outputs/pipeline"),
+                   help="work folder: data/, model/ and report/ inside")  # fmt: skip
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--synth_args", default="", help="extra flags for src.synth_data")
     p.add_argument("--train_args", default="", help="extra flags for src.train")
     p.add_argument("--eval_args", default="", help="extra flags for src.evaluate")
-    return p.parse_args(argv)
+    return p
 
 
+@cli.entry_point
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    data, model, report = args.work_dir / "data", args.work_dir / "model", args.work_dir / "report"
+    args = build_parser().parse_args(argv)
+    work = args.output_dir
+    data, model, report = work / "data", work / "model", work / "report"
     seed = ["--seed", str(args.seed)]
     profile = PROFILES[args.profile]
-    synth_argv = ["--output-dir", str(data), *seed, *profile["synth"], *shlex.split(args.synth_args)]
+    try:
+        extra = {k: shlex.split(getattr(args, f"{k}_args")) for k in ("synth", "train", "eval")}
+    except ValueError as e:
+        raise cli.UsageError(f"--synth_args/--train_args/--eval_args: {e}") from None
+    synth_argv = ["--output_dir", str(data), *seed, *profile["synth"], *extra["synth"]]
     train_argv = [
-        "--model_name", args.base_model, "--train_data", str(data / "train.jsonl"), "--output_dir", str(model),
-        *profile["train"], *seed, *shlex.split(args.train_args),
+        "--base_model", args.base_model, "--train_data", str(data / "train.jsonl"), "--output_dir", str(model),
+        *profile["train"], *seed, *extra["train"],
     ]  # fmt: skip
     eval_argv = [
-        "--model_path", str(model), "--test_data", str(data / "test.jsonl"), "--corpus",
-        str(data / "corpus_test.jsonl"), "--report_dir", str(report), *seed, *shlex.split(args.eval_args),
+        "--model", str(model), "--base_model", args.base_model, "--test_data", str(data / "test.jsonl"),
+        "--corpus", str(data / "corpus_test.jsonl"), "--output_dir", str(report), *seed, *extra["eval"],
     ]  # fmt: skip
-    sources = [
-        Path(p)
-        for p in (
-            "data/glossary_ko.jsonl",
-            "data/terms_electronics_ko.txt",
-            "data/acronyms_ko.jsonl",
-            "data/general_ko_pairs.jsonl",
-        )
-    ]
-    eval_inputs = [
-        model,
-        data / "test.jsonl",
-        data / "corpus_test.jsonl",
-        Path("data/sts_ko_sample.tsv"),
-        Path("data/eval"),
-    ]
-    args.work_dir.mkdir(parents=True, exist_ok=True)
     try:
         times = {
-            "synth_data": run_stage("synth_data", synth_data.main, synth_argv, sources, data),
-            "train": run_stage("train", train.main, train_argv, [data / "train.jsonl"], model),
-            "evaluate": run_stage("evaluate", evaluate.main, eval_argv, eval_inputs, report),
+            "synth_data": run_stage("synth_data", synth_data, synth_argv, data),
+            "train": run_stage("train", train, train_argv, model),
+            "evaluate": run_stage("evaluate", evaluate, eval_argv, report),
         }
-    except SystemExit as e:
-        print(f"error: the pipeline stopped at a failing stage (exit code {e.code})", file=sys.stderr)
-        return int(e.code or 1)
+    except StageFailed as e:  # the stage printed its own one-line error
+        print(f"[pipeline] {e}", file=sys.stderr)
+        return e.code
     metrics = json.loads((report / "metrics.json").read_text(encoding="utf-8"))
     print("\n" + evaluate.lead_table(metrics) + "\n\n" + evaluate.console_table(metrics))
     print("Stage wall time: " + ", ".join(f"{k} {v:.0f} s" if v else f"{k} reused" for k, v in times.items()))

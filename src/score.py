@@ -104,9 +104,13 @@ def init() -> None:
 
 def registered_name(root: Path, folder: Path) -> str:
     """ "name:version" of the registered model when ``root`` is where Azure ML mounts one
-    (.../azureml-models/<name>/<version>), else the model folder's name (a local server)."""
+    (.../azureml-models/<name>/<version>) or holds the same layout (<root>/<name>/<version>/..., what
+    azmlinfsrv expects of a local --model_dir), else the model folder's name."""
     if root.parent.parent.name == "azureml-models":
         return f"{root.parent.name}:{root.name}"
+    parts = folder.relative_to(root).parts
+    if len(parts) >= 2 and parts[1].isdigit():
+        return f"{parts[0]}:{parts[1]}"
     return folder.name
 
 
@@ -150,6 +154,12 @@ def parse_request(raw_data) -> Request:
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise BadRequest(f'"texts"[{i}] must be a string, got {type(text).__name__}')
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # JSON can spell a lone surrogate ("\ud800"); no text holds one
+            raise BadRequest(
+                f'"texts"[{i}] is not valid Unicode: a lone surrogate at character {e.start}'
+            ) from None
         if len(text) > limit("SCORE_MAX_CHARS", 2000):
             raise BadRequest(
                 f'"texts"[{i}] has {len(text)} characters; at most {limit("SCORE_MAX_CHARS", 2000)}', 413

@@ -1,9 +1,9 @@
 """Semantic search, FAQ matching and term recommendation with a trained model folder.
 
-    uv run python -m src.search --model_path outputs/pipeline/model --query "PWM이 뭐야?"
-    uv run python -m src.search --model_path outputs/pipeline/model --query "강압 컨버터" --compare e5-small-offline
-    uv run python -m src.search --model_path outputs/pipeline/model --corpus faq.jsonl   # interactive prompt
-    uv run python -m src.search --model_path outputs/pipeline/model --related "벅 컨버터"
+    uv run python -m src.search --model outputs/pipeline/model --query "PWM이 뭐야?"
+    uv run python -m src.search --model outputs/pipeline/model --query "강압 컨버터" --base_model e5-small-offline
+    uv run python -m src.search --model outputs/pipeline/model --corpus faq.jsonl   # interactive prompt
+    uv run python -m src.search --model outputs/pipeline/model --related "벅 컨버터"
 
 The corpus is the glossary by default (one passage per concept: term, English name, definition) or a
 file: ``.txt`` (a passage per line), passage JSONL (src.synth_data's corpus: passage_id, concept_id,
@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from src.base_model import ModelNotFound, resolve_model
+from src import cli
+from src.base_model import ModelNotFound, load_sentence_transformer, resolve_model
 from src.data import (
     DataError,
     FaqEntry,
@@ -38,6 +39,7 @@ from src.data import (
     read_jsonl,
     read_text_lines,
 )
+from src.domain import Domain, load_domain
 
 GLOSSARY = Path("data/glossary_ko.jsonl")
 
@@ -69,8 +71,9 @@ def concept_doc(c: GlossaryEntry) -> Doc:
     )
 
 
-def load_corpus(path: Path | None) -> tuple[list[Doc], bool]:
-    """The documents of ``path`` (the glossary when None) and whether they are encoded as queries (FAQ)."""
+def load_corpus(path: Path | None, domain: Domain | None = None) -> tuple[list[Doc], bool]:
+    """The documents of ``path`` (the glossary when None) and whether they are encoded as queries (FAQ);
+    a glossary is checked against ``domain`` (default: the default domain)."""
     path = path or GLOSSARY
     if path.suffix == ".txt":
         return [Doc(f"line{n}", text, text) for n, text in read_text_lines(path)], False
@@ -82,7 +85,7 @@ def load_corpus(path: Path | None) -> tuple[list[Doc], bool]:
         faq = read_jsonl(path, FaqEntry)
         return [Doc(f"faq{i}", e.question, f"{e.question} → {e.answer}") for i, e in enumerate(faq)], True
     if "term" in keys:
-        return [concept_doc(c) for c in load_glossary(path)], False
+        return [concept_doc(c) for c in load_glossary(path, domain)], False
     if "text" in keys:
         return [Doc(p.passage_id, p.text, p.text, p.category) for p in read_jsonl(path, Passage)], False
     raise DataError(
@@ -197,77 +200,82 @@ def print_results(title: str, columns: dict[str, tuple[Index, list[tuple[int, fl
 # ----------------------------------------------------------------------------- command line
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def non_empty_text(text: str) -> str:
+    """An argparse type: a query or term with at least one non-space character."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty text")
+    return text
+
+
+def build_parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(__doc__)
+    p.add_argument("--model", type=cli.model_name, default="outputs/bge-m3-kr",
+                   help="model folder, Hub id or e5-small-offline")  # fmt: skip
+    p.add_argument("--base_model", type=cli.model_name, help="also show this model's results side by side")
+    p.add_argument("--corpus", type=cli.input_file,
+                   help="corpus file (.txt, passage or FAQ JSONL, glossary); default: the glossary")  # fmt: skip
+    p.add_argument("--templates", type=cli.input_file, default="data/templates_ko.yaml",
+                   help="the domain file a glossary corpus is checked against")  # fmt: skip
+    p.add_argument("--query", type=non_empty_text, action="append",
+                   help="a query (repeatable); none: read queries interactively")  # fmt: skip
+    p.add_argument("--related", type=non_empty_text, action="append", metavar="TERM",
+                   help="recommend concepts related to TERM")  # fmt: skip
+    p.add_argument("--top_k", type=cli.positive_int, default=5)
     p.add_argument(
-        "--model_path", default="outputs/bge-m3-kr", help="model folder, Hub id or e5-small-offline"
+        "--bm25_weight", type=cli.probability, default=0.0, help="hybrid: weight of normalized BM25 (0-1)"
     )
-    p.add_argument("--compare", metavar="BASE_MODEL", help="also show this model's results side by side")
+    p.add_argument("--cache_dir", type=cli.output_path, default=Path("outputs/index"))
     p.add_argument(
-        "--corpus",
-        type=Path,
-        help="corpus file (.txt, passage or FAQ JSONL, glossary); default: the glossary",
+        "--width", type=cli.number(int, 20, 1000), default=60, help="columns of text shown per result"
     )
-    p.add_argument("--query", action="append", help="a query (repeatable); none: read queries interactively")
-    p.add_argument("--related", action="append", metavar="TERM", help="recommend concepts related to TERM")
-    p.add_argument("--top_k", type=int, default=5)
-    p.add_argument("--bm25_weight", type=float, default=0.0, help="hybrid: weight of normalized BM25 (0-1)")
-    p.add_argument("--cache_dir", type=Path, default=Path("outputs/index"))
-    p.add_argument("--width", type=int, default=60, help="columns of text shown per result")
-    args = p.parse_args(argv)
-    if args.top_k < 1 or not 0 <= args.bm25_weight <= 1:
-        p.error("--top_k must be >= 1 and --bm25_weight in [0, 1]")
-    return args
+    return p
 
 
 def load(name: str):
     """A SentenceTransformer and its local folder, or ModelNotFound with one clear message."""
-    from sentence_transformers import SentenceTransformer
-
     folder = Path(resolve_model(name))
     if not (folder / "modules.json").is_file():
         raise ModelNotFound(f"{name}: not a sentence-transformers model folder (no modules.json)")
-    return SentenceTransformer(str(folder), device="cpu"), folder
+    return load_sentence_transformer(str(folder)), folder
 
 
 def read_queries() -> list[str]:
-    """Queries typed at a prompt (empty line or Ctrl-D ends) or piped one per line."""
-    if not sys.stdin.isatty():
-        return [line.strip() for line in sys.stdin if line.strip()]
-    queries = []
-    while True:
-        try:
-            line = input("질의> ").strip()
-        except EOFError:
-            break
-        if not line:
-            break
-        queries.append(line)
-    return queries
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    """Queries typed at a prompt (empty line or Ctrl-D ends) or piped one per line (UTF-8)."""
     try:
-        docs, as_queries = load_corpus(args.corpus)
-        systems = {}
-        for label, name in (("fine-tuned", args.model_path), ("base", args.compare)):
-            if name:
-                model, folder = load(name)
-                title = f"{label} ({folder.name})" if args.compare else folder.name
-                systems[title] = (model, build_index(model, folder, docs, as_queries, args.cache_dir))
-    except (DataError, ModelNotFound, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        lines = list(iter(_prompt, None)) if sys.stdin.isatty() else [line.strip() for line in sys.stdin]
+    except UnicodeDecodeError as e:
+        raise DataError("<stdin>", f"not valid UTF-8 (byte {e.start})") from None
+    for number, line in enumerate(lines, start=1):
+        try:
+            line.encode("utf-8")  # under a C locale, undecodable bytes arrive as lone surrogates
+        except UnicodeEncodeError:
+            raise DataError("<stdin>", "not valid UTF-8", number) from None
+    return [line for line in lines if line]
+
+
+def _prompt() -> str | None:
+    """One query typed at the prompt; None at an empty line or Ctrl-D."""
+    try:
+        return input("질의> ").strip() or None
+    except EOFError:
+        return None
+
+
+@cli.entry_point
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    docs, as_queries = load_corpus(args.corpus, load_domain(args.templates))
+    systems = {}
+    for label, name in (("fine-tuned", args.model), ("base", args.base_model)):
+        if name:
+            model, folder = load(name)
+            title = f"{label} ({folder.name})" if args.base_model else folder.name
+            systems[title] = (model, build_index(model, folder, docs, as_queries, args.cache_dir))
     names = list(systems)[::-1]  # base first, fine-tuned second: read left to right as before -> after
     for term in args.related or []:
         any_index = next(iter(systems.values()))[1]
         if find_concept(any_index, term) is None and not any_index.docs[0].names:
-            print(
-                "error: --related needs the glossary corpus (no --corpus, or a glossary file)",
-                file=sys.stderr,
-            )
-            return 2
+            raise cli.UsageError("--related needs the glossary corpus (no --corpus, or a glossary file)")
         columns = {n: (systems[n][1], related(systems[n][0], systems[n][1], term, args.top_k)) for n in names}
         print_results(f"관련 용어: {term}", columns, args.width)
     queries = args.query if args.query or args.related else read_queries()

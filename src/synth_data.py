@@ -12,7 +12,8 @@ row-level split, kept only for comparison.
 
     uv run python -m src.synth_data --pairs-per-term 6 --pairs-per-acronym 8
 
-Inputs: the rich glossary (data/glossary_ko.jsonl) and the seed-style files data/terms_electronics_ko.txt
+Inputs: the domain file (data/templates_ko.yaml: categories, query and passage templates; src.domain),
+the rich glossary (data/glossary_ko.jsonl) and the seed-style files data/terms_electronics_ko.txt
 (one term per line) and data/acronyms_ko.jsonl ({acronym, full, definition}); lines of the seed-style
 files that the glossary does not cover become extra concepts. Outputs (in --output-dir): train.jsonl,
 test.jsonl (src.data.Triplet rows), corpus_train.jsonl and corpus_test.jsonl (src.data.Passage: every
@@ -21,7 +22,6 @@ passage of each split's concepts, the retrieval corpus of the evaluation).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import random
@@ -31,8 +31,9 @@ import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from src import cli
+from src.cli import UserError
 from src.data import (
-    CATEGORIES,
     AcronymEntry,
     DataError,
     GeneralPair,
@@ -45,8 +46,9 @@ from src.data import (
     parse_record,
     read_jsonl,
     read_text_lines,
-    write_jsonl,
+    write_jsonl_files,
 )
+from src.domain import QUERY_SLOTS, SLOT, Domain, default_domain, load_domain
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,43 +69,34 @@ class SynthConfig:
 
 # ----------------------------------------------------------------------------- Korean particles
 
-# Latin letters and digits whose Korean reading ends in a final consonant: 엘 엠 엔 알, 영 일 삼 육 칠 팔.
-CONSONANT_FINAL = {
-    "L": "ㄹ",
-    "M": "ㅁ",
-    "N": "ㄴ",
-    "R": "ㄹ",
-    "0": "ㅇ",
-    "1": "ㄹ",
-    "3": "ㅁ",
-    "6": "ㄱ",
-    "7": "ㄹ",
-    "8": "ㄹ",
-}
 HANGUL_FIRST, HANGUL_LAST, RIEUL_INDEX = 0xAC00, 0xD7A3, 8
 
 
-def final_consonant(word: str) -> str | None:
+def final_consonant(word: str, consonant_final: dict[str, str]) -> str | None:
     """The final consonant of a word as read aloud: None after a vowel, "ㄹ" for rieul, else "other".
 
-    Hangul syllables use their own final; a Latin letter or digit is read by its Korean name (PWM -> 엠,
-    ADC -> 씨, RS-485 -> 오). Trailing punctuation such as ')' is skipped."""
+    Hangul syllables use their own final; a Latin letter or digit is read by its Korean name, whose final
+    ``consonant_final`` gives (the domain file's; PWM -> 엠 -> ㅁ, ADC -> 씨 -> none, RS-485 -> 오 -> none).
+    Trailing punctuation such as ')' is skipped."""
     for ch in reversed(word):
         code = ord(ch)
         if HANGUL_FIRST <= code <= HANGUL_LAST:
             index = (code - HANGUL_FIRST) % 28
             return None if index == 0 else ("ㄹ" if index == RIEUL_INDEX else "other")
         if ch.isascii() and ch.isalnum():
-            final = CONSONANT_FINAL.get(ch.upper())
+            final = consonant_final.get(ch.upper())
             return None if final is None else ("ㄹ" if final == "ㄹ" else "other")
     return None
 
 
-def with_particle(word: str, particle: str, reading: str | None = None) -> str:
+def with_particle(
+    word: str, particle: str, reading: str | None = None, consonant_final: dict[str, str] | None = None
+) -> str:
     """Attach a Korean particle written consonant-form first ("이/가", "은/는", "을/를", "과/와",
-    "으로/로", "이란/란", "이라고/라고"), choosing by the final sound of ``reading`` (default: the word)."""
+    "으로/로", "이란/란", "이라고/라고"), choosing by the final sound of ``reading`` (default: the word);
+    ``consonant_final``: the Latin readings (default: the default domain's)."""
     after_consonant, after_vowel = particle.split("/")
-    final = final_consonant(reading or word)
+    final = final_consonant(reading or word, consonant_final or default_domain().consonant_final)
     if after_consonant == "으로":  # 로 also follows a rieul final: 회로로, 채널로
         return word + (after_vowel if final in (None, "ㄹ") else after_consonant)
     return word + (after_vowel if final is None else after_consonant)
@@ -111,89 +104,21 @@ def with_particle(word: str, particle: str, reading: str | None = None) -> str:
 
 # ----------------------------------------------------------------------------- templates
 
-# Each style fills one slot: A acronym, T Korean term, E English name, S alias, D description,
-# X acronym or English name (code-switching), K any name (keyword). "{A:이/가}" adds a particle.
-TEMPLATES: dict[str, list[str]] = {
-    "acronym_question": [
-        "{A:이/가} 뭐야?",
-        "{A:이/가} 무엇인가요?",
-        "{A} 풀네임 알려줘",
-        "{A:은/는} 무엇의 약자인가요?",
-        "{A} 뜻이 뭐예요?",
-        "{A:이/가} 뭔지 설명해 주세요",
-        "{A}의 정의를 알려줘",
-        "{A:은/는} 어디에 쓰이나요?",
-        "{A:을/를} 쉽게 설명해줘",
-        "{A} 약어 의미",
-        "{A:이/가} 무슨 뜻이야?",
-        "{A:이란/란} 무엇인가?",
-        "{A:과/와} 관련된 기본 개념 알려줘",
-        "{A:으로/로} 무엇을 할 수 있나요?",
-        "{A} 줄임말 풀이",
-    ],
-    "full_name_question": [
-        "{T:이/가} 뭐야?",
-        "{T:은/는} 무엇인가요?",
-        "{T:은/는} 어떤 원리로 동작하나요?",
-        "{T}의 정의",
-        "{T}에 대해 알려줘",
-        "{T:이/가} 무엇인지 설명해 주세요",
-        "{T:은/는} 어디에 쓰여?",
-        "{T} 개념 정리",
-        "{T:을/를} 쉽게 설명해줘",
-        "{T}의 역할은?",
-        "{T:이란/란}?",
-        "{T:이라고/라고} 하는 게 뭐예요?",
-    ],
-    "english_question": [
-        "{E} 뜻",
-        "{E} 한국어로 뭐라고 해?",
-        "What is {E}?",
-        "{E} 개념 설명해줘",
-        "{E} 의미 알려줘",
-        "{E} 한글 용어",
-        "explain {E}",
-        "{E}의 우리말 용어는?",
-        "{E} meaning in Korean",
-    ],
-    "alias_variant": [
-        "{S}",
-        "{S:이/가} 뭐야?",
-        "{S:은/는} 무엇인가요?",
-        "{S} 뜻",
-        "{S}에 대해 알려줘",
-        "{S:이란/란}?",
-        "{S} 설명",
-    ],
-    "definition_to_term": [
-        "{D:은/는}?",
-        "{D:을/를} 뭐라고 해?",
-        "{D:을/를} 부르는 용어는?",
-        "{D}의 이름이 뭐야?",
-        "{D:이/가} 뭐지?",
-        "{D}",
-        "{D:을/를} 뜻하는 전기·전자 용어",
-    ],
-    "code_switching": [
-        "{X} 동작 원리",
-        "{X} 동작 원리 설명해줘",
-        "{X} 쓰는 이유가 뭐야",
-        "{X} 설계 시 주의사항",
-        "{X} 장단점 정리",
-        "{X} 특성 알려줘",
-        "{X}의 역할이 궁금해요",
-        "{X} 기초 개념",
-        "{X} 실무에서 어떻게 써?",
-    ],
-    "keyword": ["{K}", "{K} 원리", "{K} 정의", "{K} 뜻", "{K} 개념", "{K} 용도", "{K} 특징"],
-}
-STYLES = list(TEMPLATES)
-SLOT = re.compile(r"\{([ATESDXK])(?::([^}]+))?\}")
 
+def render(
+    template: str, values: dict[str, str], domain: Domain, readings: dict[str, str | None] | None = None
+) -> str:
+    """Fill a template's slots ({T}, {A:은/는}, ...) with ``values`` by slot letter, attaching each slot's
+    particle by the final sound of the value, or of its Korean reading in ``readings`` (an acronym's)."""
+    readings = readings or {}
 
-def render(template: str, value: str, reading: str | None = None) -> str:
-    """Fill a template's single slot with ``value``, attaching its particle if the slot asks for one."""
-    return SLOT.sub(lambda m: with_particle(value, m.group(2), reading) if m.group(2) else value, template)
+    def fill(m: re.Match) -> str:
+        value = values[m.group(1)]
+        if not m.group(2):
+            return value
+        return with_particle(value, m.group(2), readings.get(m.group(1)), domain.consonant_final)
+
+    return SLOT.sub(fill, template)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,11 +127,17 @@ class Query:
     text: str
 
 
-def query_candidates(concept: GlossaryEntry) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """All queries a concept can get, by style, in two buckets: the term's and the acronym's."""
+def query_candidates(
+    concept: GlossaryEntry, domain: Domain
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """All queries a concept can get from the domain's templates, by style, in two buckets: the term's and
+    the acronym's."""
 
     def fill(style: str, values: list[str | None], reading: str | None = None) -> list[str]:
-        return [render(t, v, reading) for v in values if v for t in TEMPLATES[style]]
+        slot = QUERY_SLOTS[style]
+        return [
+            render(t, {slot: v}, domain, {slot: reading}) for v in values if v for t in domain.queries[style]
+        ]
 
     c = concept
     term_bucket = {
@@ -252,24 +183,25 @@ def first_sentence(text: str) -> str:
     return text if end < 0 else text[: end + 2]
 
 
-def passages_for(concept: GlossaryEntry, wordings: str = "all") -> list[str]:
-    """The concept's corpus passages, each carrying a definition (or one generic sentence if it has none).
+def passages_for(concept: GlossaryEntry, domain: Domain, wordings: str = "all") -> list[str]:
+    """The concept's corpus passages, each carrying a definition (or the domain's generic sentence if it has
+    none).
 
     From the primary definition: "term (English, acronym): definition", the definition alone, and a short
-    form with the acronym or the category; ``wordings="all"`` adds every other wording (another register)
-    as it is written, ``"first"`` keeps the primary definition only."""
+    form from the domain's acronym or category passage template; ``wordings="all"`` adds every other
+    wording (another register) as it is written, ``"first"`` keeps the primary definition only."""
     c = concept
     if not c.definition:
-        return [f"{with_particle(c.term, '은/는')} 전기·전자 분야에서 쓰이는 용어이다."]
+        return [render(domain.passages["no_definition"], {"T": c.term}, domain)]
     names = ", ".join(x for x in (c.english, c.acronym) if x)
     texts = [f"{c.term} ({names}): {c.definition}" if names else f"{c.term}: {c.definition}", c.definition]
+    first = first_sentence(c.definition)
     if c.acronym and c.english:
-        acronym = with_particle(c.acronym, "은/는", c.reading)
-        texts.append(
-            f"{acronym} {c.english}의 약자로, {with_particle(c.term, '을/를')} 뜻한다. {first_sentence(c.definition)}"
-        )
+        values = {"A": c.acronym, "E": c.english, "T": c.term, "F": first}
+        texts.append(render(domain.passages["acronym"], values, domain, {"A": c.reading}))
     else:
-        texts.append(f"[{CATEGORIES[c.category]}] {c.term} — {first_sentence(c.definition)}")
+        values = {"L": domain.categories[c.category], "T": c.term, "F": first}
+        texts.append(render(domain.passages["category"], values, domain))
     if wordings == "all":
         texts += list(c.definitions.values())[1:]
     return list(dict.fromkeys(texts))
@@ -331,9 +263,12 @@ def noisy(text: str, rng: random.Random) -> str:
 # ----------------------------------------------------------------------------- inputs
 
 
-def load_concepts(glossary: Path | None, terms: Path | None, acronyms: Path | None) -> list[GlossaryEntry]:
-    """The glossary's concepts plus every seed-file term or acronym that the glossary does not cover."""
-    concepts = load_glossary(glossary) if glossary else []
+def load_concepts(
+    glossary: Path | None, terms: Path | None, acronyms: Path | None, domain: Domain
+) -> list[GlossaryEntry]:
+    """The glossary's concepts (checked against the domain) plus every seed-file term or acronym that the
+    glossary does not cover (category "general")."""
+    concepts = load_glossary(glossary, domain) if glossary else []
     known = {normalize_name(n) for c in concepts for n in c.names}
 
     def add(entry: GlossaryEntry) -> None:
@@ -409,13 +344,14 @@ def make_rows(
     by_id: dict[str, GlossaryEntry],
     passages: dict[str, list[str]],
     config: SynthConfig,
+    domain: Domain,
     rng: random.Random,
 ) -> list[Triplet]:
     """Triplets for ``concepts``; negatives come from the concepts whose ids are in ``pool`` (sorted).
     A concept's queries take its passages in turn as positives, so every wording is used."""
     rows: list[Triplet] = []
     for c in concepts:
-        term_bucket, acronym_bucket = query_candidates(c)
+        term_bucket, acronym_bucket = query_candidates(c, domain)
         taken: set[str] = set()
         queries = pick_queries(term_bucket, config.pairs_per_term, taken, rng)
         queries += pick_queries(acronym_bucket, config.pairs_per_acronym, taken, rng)
@@ -510,7 +446,7 @@ def dedupe(rows: list[Triplet]) -> list[Triplet]:
     return kept
 
 
-class SplitError(ValueError):
+class SplitError(UserError):
     """The inputs are too small for the requested split."""
 
 
@@ -524,14 +460,17 @@ class Dataset:
 
 
 def build_dataset(
-    concepts: list[GlossaryEntry], config: SynthConfig, general: list[GeneralPair] | None = None
+    concepts: list[GlossaryEntry],
+    config: SynthConfig,
+    domain: Domain,
+    general: list[GeneralPair] | None = None,
 ) -> Dataset:
-    """Split, generate and deduplicate; everything is decided by ``config.seed``. Cross-lingual rows, noisy
-    copies and general-language rows (from ``general``) are added to the training rows only: the test
-    split keeps the templates' own queries."""
+    """Split, generate and deduplicate with the domain's templates; everything is decided by
+    ``config.seed``. Cross-lingual rows, noisy copies and general-language rows (from ``general``) are
+    added to the training rows only: the test split keeps the templates' own queries."""
     rng = random.Random(config.seed)
     by_id = {c.id: c for c in concepts}
-    passages = {c.id: passages_for(c, config.wordings) for c in concepts}
+    passages = {c.id: passages_for(c, domain, config.wordings) for c in concepts}
 
     def corpus(ids: set[str]) -> list[Passage]:
         return [
@@ -547,12 +486,12 @@ def build_dataset(
         if min(len(train_ids), len(test_ids)) < 2:
             raise SplitError(
                 f"the split leaves {len(train_ids)} train and {len(test_ids)} test concepts; each side needs "
-                "at least 2 (add concepts or change --test-split)"
+                "at least 2 (add concepts or change --test_split)"
             )
         train_concepts = [c for c in concepts if c.id in train_ids]
-        train = make_rows(train_concepts, sorted(train_ids), by_id, passages, config, rng)
+        train = make_rows(train_concepts, sorted(train_ids), by_id, passages, config, domain, rng)
         test = make_rows(
-            [c for c in concepts if c.id in test_ids], sorted(test_ids), by_id, passages, config, rng
+            [c for c in concepts if c.id in test_ids], sorted(test_ids), by_id, passages, config, domain, rng
         )
         train += cross_lingual_rows(train_concepts, sorted(train_ids), by_id, config.cross_lingual, rng)
         train = with_noisy_copies(train, config.query_noise, rng)
@@ -561,7 +500,7 @@ def build_dataset(
         train, test = dedupe(train), dedupe(test)
     else:  # row-level split: the same concepts (and often the same passages) end up on both sides
         train_ids = test_ids = set(by_id)
-        rows = dedupe(make_rows(concepts, sorted(by_id), by_id, passages, config, rng))
+        rows = dedupe(make_rows(concepts, sorted(by_id), by_id, passages, config, domain, rng))
         rng.shuffle(rows)
         n_test = round(len(rows) * config.test_split)
         test, train = rows[:n_test], rows[n_test:]
@@ -569,7 +508,7 @@ def build_dataset(
     return Dataset(train, test, corpus(train_ids), corpus(test_ids), generic)
 
 
-def summary(data: Dataset) -> str:
+def summary(data: Dataset, domain: Domain) -> str:
     """A plain-text table: concepts, passages and rows per split, rows per style and per category."""
     lines = []
 
@@ -583,133 +522,89 @@ def summary(data: Dataset) -> str:
     row("rows", len(data.train), len(data.test))
     lines.append("  rows per query style")
     styles = Counter(r.style for r in data.train), Counter(r.style for r in data.test)
-    for style in [*STYLES, "cross_lingual", "noisy", "general"]:
+    for style in [*QUERY_SLOTS, "cross_lingual", "noisy", "general"]:
         if styles[0][style] or styles[1][style]:
             row(f"  {style}", styles[0][style], styles[1][style])
     lines.append("  rows per category")
     categories = Counter(r.category for r in data.train), Counter(r.category for r in data.test)
-    for key, label in CATEGORIES.items():
+    for key, label in domain.categories.items():
         if categories[0][key] or categories[1][key]:
             row(f"  {key} ({label})", categories[0][key], categories[1][key])
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, SynthConfig]:
-    """The input/output paths and the generation config."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> cli.ArgumentParser:
+    parser = cli.ArgumentParser(__doc__)
     defaults = SynthConfig()
     inputs = parser.add_argument_group("inputs (pass an empty string to leave one out)")
-    inputs.add_argument("--glossary", default="data/glossary_ko.jsonl", help="rich glossary JSONL")
-    inputs.add_argument("--terms", default="data/terms_electronics_ko.txt", help="one term per line")
-    inputs.add_argument(
-        "--acronyms", default="data/acronyms_ko.jsonl", help="JSONL of {acronym, full, definition}"
-    )
+    inputs.add_argument("--glossary", type=cli.optional_input_file, default="data/glossary_ko.jsonl",
+                        help="rich glossary JSONL")  # fmt: skip
+    inputs.add_argument("--terms", type=cli.optional_input_file, default="data/terms_electronics_ko.txt",
+                        help="one term per line")  # fmt: skip
+    inputs.add_argument("--acronyms", type=cli.optional_input_file, default="data/acronyms_ko.jsonl",
+                        help="JSONL of {acronym, full, definition}")  # fmt: skip
+    inputs.add_argument("--templates", type=cli.input_file, default="data/templates_ko.yaml",
+                        help="the domain file: categories, registers, query and passage templates")  # fmt: skip
     gen = parser.add_argument_group("generation")
-    gen.add_argument(
-        "--pairs-per-term",
-        "--pairs_per_term",
-        dest="pairs_per_term",
-        type=int,
-        default=defaults.pairs_per_term,
-        help="queries per concept about its term, English name, aliases and description",
-    )
-    gen.add_argument(
-        "--pairs-per-acronym",
-        "--pairs_per_acronym",
-        dest="pairs_per_acronym",
-        type=int,
-        default=defaults.pairs_per_acronym,
-        help="extra queries per concept that has an acronym",
-    )
-    gen.add_argument(
-        "--negatives",
-        choices=["hard", "random"],
-        default=defaults.negatives,
-        help="hard: confusable sibling, else same category, else random",
-    )
-    gen.add_argument(
-        "--wordings",
-        choices=["all", "first"],
-        default=defaults.wordings,
-        help="all: every definition wording (register) of a concept becomes passages and positives; "
-        "first: the primary definition only",
-    )
-    gen.add_argument(
-        "--query_noise",
-        type=float,
-        default=defaults.query_noise,
-        help="share of training rows that also get a copy with a noisy query (typos, spacing, case)",
-    )
-    gen.add_argument(
-        "--cross_lingual",
-        type=int,
-        default=defaults.cross_lingual,
-        help="training rows per concept pairing Korean and English: term->English, English->term, "
-        "English->Korean definition (0-3)",
-    )
-    gen.add_argument(
-        "--general",
-        default="data/general_ko_pairs.jsonl",
-        help="general-language {topic, query, positive} pairs to mix into training ('' to leave out)",
-    )
-    gen.add_argument(
-        "--general_share",
-        type=float,
-        default=defaults.general_share,
-        help="general-language training rows to add, as a share of the domain training rows (0 = none)",
-    )
+    gen.add_argument("--pairs_per_term", type=cli.positive_int, default=defaults.pairs_per_term,
+                     help="queries per concept about its term, English name, aliases and description")  # fmt: skip
+    gen.add_argument("--pairs_per_acronym", type=cli.non_negative_int,
+                     default=defaults.pairs_per_acronym, help="extra queries per concept that has an acronym")  # fmt: skip
+    gen.add_argument("--negatives", choices=["hard", "random"], default=defaults.negatives,
+                     help="hard: confusable sibling, else same category, else random")  # fmt: skip
+    gen.add_argument("--wordings", choices=["all", "first"], default=defaults.wordings,
+                     help="all: every definition wording (register) of a concept becomes passages and positives; "
+                          "first: the primary definition only")  # fmt: skip
+    gen.add_argument("--query_noise", type=cli.probability, default=defaults.query_noise,
+                     help="share of training rows that also get a copy with a noisy query (typos, spacing, case)")  # fmt: skip
+    gen.add_argument("--cross_lingual", type=cli.number(int, 0, 3), default=defaults.cross_lingual,
+                     help="training rows per concept pairing Korean and English: term->English, English->term, "
+                          "English->Korean definition (0-3)")  # fmt: skip
+    gen.add_argument("--general", type=cli.optional_input_file, default="data/general_ko_pairs.jsonl",
+                     help="general-language {topic, query, positive} pairs to mix into training ('' to leave out)")  # fmt: skip
+    gen.add_argument("--general_share", type=cli.probability, default=defaults.general_share,
+                     help="general-language training rows to add, as a share of the domain training rows (0 = none)")  # fmt: skip
     gen.add_argument("--seed", type=int, default=defaults.seed)
     out = parser.add_argument_group("split and outputs")
-    out.add_argument(
-        "--split",
-        choices=["concept", "row"],
-        default=defaults.split,
-        help="concept: test concepts never appear in train (default); row: naive row-level split",
-    )
-    out.add_argument(
-        "--test-split", "--test_split", dest="test_split", type=float, default=defaults.test_split
-    )
-    out.add_argument("--output-dir", "--output_dir", dest="output_dir", type=Path, default=Path("data"))
-    args = parser.parse_args(argv)
-    if not 0 < args.test_split < 1:
-        parser.error("--test-split must be between 0 and 1")
-    if args.pairs_per_term < 1 or args.pairs_per_acronym < 0:
-        parser.error("--pairs-per-term must be >= 1 and --pairs-per-acronym >= 0")
-    if not 0 <= args.query_noise <= 1:
-        parser.error("--query_noise must be between 0 and 1")
-    if not 0 <= args.general_share <= 1:
-        parser.error("--general_share must be between 0 and 1")
-    if not 0 <= args.cross_lingual <= 3:
-        parser.error("--cross_lingual must be between 0 and 3")
+    out.add_argument("--split", choices=["concept", "row"], default=defaults.split,
+                     help="concept: test concepts never appear in train (default); row: naive row-level split")  # fmt: skip
+    out.add_argument("--test_split", type=cli.number(float, 0, 1, open_low=True, open_high=True),
+                     default=defaults.test_split, help="share of concepts (or rows) held out for the test split")  # fmt: skip
+    out.add_argument("--output_dir", type=cli.output_path, default=Path("data"),
+                     help="folder of the four output files (replaced together)")  # fmt: skip
+    return parser
+
+
+def parse_args(argv: list[str] | None = None):
+    """The parsed flags (input and output paths) and the generation config."""
+    args = build_parser().parse_args(argv)
     if not (args.glossary or args.terms or args.acronyms):
-        parser.error("give at least one of --glossary, --terms, --acronyms")
+        raise cli.UsageError("give at least one of --glossary, --terms, --acronyms")
     config = SynthConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SynthConfig)})
     return args, config
 
 
+@cli.entry_point
 def main(argv: list[str] | None = None) -> int:
     args, config = parse_args(argv)
-    try:
-        concepts = load_concepts(
-            *(Path(p) if p else None for p in (args.glossary, args.terms, args.acronyms))
-        )
-        general = read_jsonl(args.general, GeneralPair) if args.general and config.general_share > 0 else None
-        data = build_dataset(concepts, config, general)
-    except (SplitError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    outputs = {
-        "train.jsonl": data.train,
-        "test.jsonl": data.test,
-        "corpus_train.jsonl": data.corpus_train,
-        "corpus_test.jsonl": data.corpus_test,
-    }
-    for name, records in outputs.items():
-        write_jsonl(args.output_dir / name, records)
-    print(
-        f"Synthesized {len(concepts)} concepts ({args.split} split, seed {args.seed}) into {args.output_dir}/:"
+    domain = load_domain(args.templates)
+    concepts = load_concepts(args.glossary, args.terms, args.acronyms, domain)
+    general = read_jsonl(args.general, GeneralPair) if args.general and config.general_share > 0 else None
+    data = build_dataset(concepts, config, domain, general)
+    write_jsonl_files(
+        args.output_dir,
+        {
+            "train.jsonl": data.train,
+            "test.jsonl": data.test,
+            "corpus_train.jsonl": data.corpus_train,
+            "corpus_test.jsonl": data.corpus_test,
+        },
     )
-    print(summary(data))
+    print(
+        f"Synthesized {len(concepts)} {domain.name} concepts ({args.split} split, seed {args.seed}) "
+        f"into {args.output_dir}/:"
+    )
+    print(summary(data, domain))
     if data.generic:
         names = ", ".join(c.term for c in data.generic[:10]) + (" ..." if len(data.generic) > 10 else "")
         print(

@@ -1,6 +1,6 @@
 """Term-relation map: a similarity graph of the glossary's concepts, and what fine-tuning changed.
 
-    uv run python -m src.term_map --model_path outputs/pipeline/model --base_model e5-small-offline
+    uv run python -m src.term_map --model outputs/pipeline/model --base_model e5-small-offline
 
 Each concept (term, English name, definition; embedded with the document prompt) is linked to its
 --neighbors nearest concepts whose cosine similarity is at least --min_similarity; edges are undirected
@@ -13,15 +13,15 @@ and weighted by that cosine. Writes, atomically, to --output_dir:
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from src.base_model import ModelNotFound
-from src.data import CATEGORIES, DataError, atomic_path, load_glossary
+from src import cli
+from src.data import atomic_path, load_glossary
+from src.domain import load_domain
 from src.search import GLOSSARY, build_index, concept_doc, load
 
 PALETTE = "tab20"
@@ -55,20 +55,33 @@ def build_graph(concepts, embeddings: np.ndarray, k: int, min_similarity: float)
 
 
 def graph_stats(graph, embeddings: np.ndarray, categories: list[str]) -> dict:
-    """Edges, the share of edges within one category, and the silhouette of the categories (cosine)."""
+    """Edges, the share of edges within one category, and the silhouette of the categories (cosine; None
+    unless there are 2 categories or more and fewer categories than concepts)."""
     from sklearn.metrics import silhouette_score
 
     same = sum(graph.nodes[a]["category"] == graph.nodes[b]["category"] for a, b in graph.edges)
+    defined = 2 <= len(set(categories)) < len(categories)
+    silhouette = silhouette_score(embeddings, categories, metric="cosine") if defined else None
     return {
         "edges": graph.number_of_edges(),
         "same_category_edge_share": round(same / max(graph.number_of_edges(), 1), 4),
-        "category_silhouette": round(float(silhouette_score(embeddings, categories, metric="cosine")), 4),
+        "category_silhouette": None if silhouette is None else round(float(silhouette), 4),
     }
 
 
 def label(node: dict) -> str:
     """A short Latin label (the acronym, else the English name): matplotlib's default fonts lack Hangul."""
     return node["acronym"] or node["english"] or ""
+
+
+def category_colors(categories: list[str]) -> dict[str, tuple]:
+    """One colour per category, in the order the categories first appear."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return dict(zip(dict.fromkeys(categories), plt.get_cmap(PALETTE).colors, strict=False))
 
 
 def draw_graph(graph, path: Path, seed: int) -> None:
@@ -78,7 +91,7 @@ def draw_graph(graph, path: Path, seed: int) -> None:
     import matplotlib.pyplot as plt
     import networkx as nx
 
-    colors = dict(zip(CATEGORIES, plt.get_cmap(PALETTE).colors, strict=False))
+    colors = category_colors([graph.nodes[n]["category"] for n in graph.nodes])
     pos = nx.spring_layout(graph, seed=seed, weight="weight")
     fig, ax = plt.subplots(figsize=(14, 12))
     nx.draw_networkx_edges(graph, pos, ax=ax, alpha=0.25, width=0.6)
@@ -104,7 +117,7 @@ def draw_projection(views: dict[str, np.ndarray], categories: list[str], path: P
     import matplotlib.pyplot as plt
     from sklearn.decomposition import PCA
 
-    colors = dict(zip(CATEGORIES, plt.get_cmap(PALETTE).colors, strict=False))
+    colors = category_colors(categories)
     fig, axes = plt.subplots(1, len(views), figsize=(7 * len(views), 6), squeeze=False)
     for ax, (name, emb) in zip(axes[0], views.items(), strict=True):
         xy = PCA(n_components=2, random_state=0).fit_transform(emb)
@@ -120,36 +133,41 @@ def draw_projection(views: dict[str, np.ndarray], categories: list[str], path: P
     plt.close(fig)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model_path", default="outputs/bge-m3-kr", help="the fine-tuned model folder")
-    p.add_argument("--base_model", help="also project this model's embeddings (before vs after)")
-    p.add_argument("--glossary", type=Path, default=GLOSSARY)
-    p.add_argument("--neighbors", type=int, default=5, help="k nearest concepts linked to each concept")
-    p.add_argument("--min_similarity", type=float, default=0.5, help="cosine below which no edge is drawn")
-    p.add_argument("--output_dir", type=Path, default=Path("outputs/term_map"))
-    p.add_argument("--cache_dir", type=Path, default=Path("outputs/index"))
+def build_parser() -> cli.ArgumentParser:
+    p = cli.ArgumentParser(__doc__)
+    p.add_argument(
+        "--model", type=cli.model_name, default="outputs/bge-m3-kr", help="the fine-tuned model folder"
+    )
+    p.add_argument(
+        "--base_model", type=cli.model_name, help="also project this model's embeddings (before vs after)"
+    )
+    p.add_argument("--glossary", type=cli.input_file, default=str(GLOSSARY))
+    p.add_argument("--templates", type=cli.input_file, default="data/templates_ko.yaml",
+                   help="the domain file the glossary is checked against")  # fmt: skip
+    p.add_argument(
+        "--neighbors", type=cli.positive_int, default=5, help="k nearest concepts linked to each concept"
+    )
+    p.add_argument("--min_similarity", type=cli.number(float, -1, 1), default=0.5,
+                   help="cosine below which no edge is drawn")  # fmt: skip
+    p.add_argument("--output_dir", type=cli.output_path, default=Path("outputs/term_map"))
+    p.add_argument("--cache_dir", type=cli.output_path, default=Path("outputs/index"))
     p.add_argument("--seed", type=int, default=42, help="seed of the graph layout")
-    args = p.parse_args(argv)
-    if args.neighbors < 1 or not -1 <= args.min_similarity <= 1:
-        p.error("--neighbors must be >= 1 and --min_similarity in [-1, 1]")
-    return args
+    return p
 
 
+@cli.entry_point
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        concepts = load_glossary(args.glossary)
-        docs = [concept_doc(c) for c in concepts]
-        views = {}
-        for name in filter(None, (args.base_model, args.model_path)):
-            model, folder = load(name)
-            views[f"{'base' if name == args.base_model else 'fine-tuned'} ({folder.name})"] = build_index(
-                model, folder, docs, False, args.cache_dir
-            ).embeddings
-    except (DataError, ModelNotFound, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
+    concepts = load_glossary(args.glossary, load_domain(args.templates))
+    if len(concepts) < 3:
+        raise cli.UsageError(f"{args.glossary}: {len(concepts)} concepts; a term map needs at least 3")
+    docs = [concept_doc(c) for c in concepts]
+    views = {}
+    for name in filter(None, (args.base_model, args.model)):
+        model, folder = load(name)
+        views[f"{'base' if name == args.base_model else 'fine-tuned'} ({folder.name})"] = build_index(
+            model, folder, docs, False, args.cache_dir
+        ).embeddings
     import networkx as nx
 
     categories = [c.category for c in concepts]
@@ -171,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     for name, stats in summary["models"].items():
         print(f"{name:<40} edges {stats['edges']:>5}  same-category {stats['same_category_edge_share']:.3f}  "
-              f"category silhouette {stats['category_silhouette']:+.4f}")  # fmt: skip
+              f"category silhouette {'n/a' if stats['category_silhouette'] is None else format(stats['category_silhouette'], '+.4f')}")  # fmt: skip
     print(
         f"Term map: {args.output_dir}/ (graph.graphml, graph.json, graph.png, projection.png, summary.json)"
     )

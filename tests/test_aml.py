@@ -34,6 +34,7 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
+@pytest.mark.slow
 def test_job_loads_and_validates_offline():
     from azure.ai.ml import load_job
 
@@ -48,6 +49,7 @@ def test_job_loads_and_validates_offline():
     assert set(job.outputs) == {"model", "report"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "file, old, new, expected",
     [
@@ -75,6 +77,7 @@ def test_validate_reports_each_broken_job(azureml_copy, file, old, new, expected
         assert any(expected in e for e in errors), errors
 
 
+@pytest.mark.slow
 def test_validate_cli_exit_codes(azureml_copy, capsys):
     assert aml.main(["validate", "--job", str(azureml_copy / "job.yml")]) == 0
     edit(azureml_copy / "components" / "train.yml", "${{inputs.epochs}}", "${{inputs.epoch}}")
@@ -130,9 +133,10 @@ def test_rollout_deploys_into_the_idle_slot(traffic, expected):
 
 
 def test_rollout_refuses_an_unknown_live_slot(capsys):
-    assert aml.main(["rollout", "--traffic", '{"red": 100}']) == 1
+    assert aml.main(["rollout", "--traffic", '{"red": 100}']) == 2
     assert "red" in capsys.readouterr().err
-    assert aml.main(["rollout", "--traffic", "{not json"]) == 1
+    assert aml.main(["rollout", "--traffic", "{not json"]) == 2
+    assert capsys.readouterr().err.startswith("error: --traffic: not valid JSON")
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +150,7 @@ def smoke_responses(standin_dir):
         return [score.run((AZUREML / "smoke" / f).read_text()) for f in ("query.json", "passages.json")]
 
 
+@pytest.mark.slow
 @pytest.mark.standin
 def test_smoke_check_passes_on_a_real_model_and_catches_a_wrong_ranking(smoke_responses, tmp_path):
     query, passages = smoke_responses
@@ -160,10 +165,11 @@ def test_smoke_check_passes_on_a_real_model_and_catches_a_wrong_ranking(smoke_re
     (tmp_path / "q.json").write_text(json.dumps(query))
     (tmp_path / "p.json").write_text("{broken")
     assert (
-        aml.main(["smoke", "--query", str(tmp_path / "q.json"), "--passages", str(tmp_path / "p.json")]) == 1
+        aml.main(["smoke", "--query", str(tmp_path / "q.json"), "--passages", str(tmp_path / "p.json")]) == 2
     )
 
 
+@pytest.mark.slow
 @pytest.mark.standin
 @pytest.mark.parametrize("form", ["object", "string"])
 def test_smoke_cli_reads_the_response_as_an_object_or_a_json_string(smoke_responses, tmp_path, form, capsys):
@@ -177,6 +183,6 @@ def test_smoke_cli_reads_the_response_as_an_object_or_a_json_string(smoke_respon
     assert "answer first" in capsys.readouterr().out
     (tmp_path / "q.json").write_text("[1, 2]")
     assert (
-        aml.main(["smoke", "--query", str(tmp_path / "q.json"), "--passages", str(tmp_path / "p.json")]) == 1
+        aml.main(["smoke", "--query", str(tmp_path / "q.json"), "--passages", str(tmp_path / "p.json")]) == 2
     )
     assert "expected a JSON object, got list" in capsys.readouterr().err

@@ -25,6 +25,8 @@ import yaml
 from src import aml, gate
 from tests.test_score import call, serving
 
+pytestmark = pytest.mark.slow  # every test here trains, serves or builds an environment
+
 ROOT = Path(__file__).resolve().parents[1]
 AZUREML = ROOT / "azureml"
 UV = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))

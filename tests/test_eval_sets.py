@@ -19,6 +19,7 @@ from src.data import (
     name_keys,
     normalize_name,
 )
+from src.domain import default_domain
 from src.synth_data import SynthConfig, build_dataset, load_concepts, split_concepts
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -54,10 +55,11 @@ def pairs():
 @pytest.fixture(scope="module")
 def training_texts(glossary):
     """Every text src.synth_data can write from the shipped files, with every option of the recipe on."""
+    domain = default_domain()
     concepts = load_concepts(
-        DATA / "glossary_ko.jsonl", DATA / "terms_electronics_ko.txt", DATA / "acronyms_ko.jsonl"
+        DATA / "glossary_ko.jsonl", DATA / "terms_electronics_ko.txt", DATA / "acronyms_ko.jsonl", domain
     )
-    data = build_dataset(concepts, SynthConfig(query_noise=1.0, cross_lingual=3))
+    data = build_dataset(concepts, SynthConfig(query_noise=1.0, cross_lingual=3), domain)
     rows = data.train + data.test
     texts = {r.query for r in rows} | {r.positive for r in rows} | {r.negative for r in rows}
     return texts | {p.text for p in data.corpus_train + data.corpus_test}

@@ -27,7 +27,6 @@ from src.evaluate import (
     synthetic_task,
 )
 from src.gate import main as gate_main
-from src.synth_data import main as synth_main
 
 ROOT = Path(__file__).resolve().parents[1]
 STS_HEADER = "genre\tfilename\tyear\tid\tscore\tsentence1\tsentence2"
@@ -120,10 +119,8 @@ def test_query_kind_spots_acronyms():
 
 
 @pytest.fixture(scope="module")
-def split(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth")
-    assert synth_main(["--output-dir", str(out)]) == 0
-    return out
+def split(synth_dir) -> Path:
+    return synth_dir
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +169,7 @@ def run(split: Path, model: Path, report: Path, *extra: str) -> int:
                  str(split / "corpus_test.jsonl"), "--sample_size", "120", "--report_dir", str(report), *extra])  # fmt: skip
 
 
+@pytest.mark.slow
 def test_report_folder_side_by_side_and_deterministic(split, tuned, tmp_path, capsys):
     assert run(split, tuned, tmp_path / "a") == 0
     out = capsys.readouterr().out
@@ -216,7 +214,7 @@ def test_report_folder_side_by_side_and_deterministic(split, tuned, tmp_path, ca
 
 @pytest.mark.parametrize("case, expected", [
     ("missing_model", "model folder not found"),
-    ("missing_test", "test.jsonl: file not found (`python -m src.synth_data` writes it)"),
+    ("missing_test", "argument --test_data: {tmp}/d/test.jsonl: file not found"),
     ("malformed", ":2: malformed JSON"),
     ("wrong_corpus", "corpus lacks"),
     ("sts_layout", "not the KorSTS layout"),
@@ -258,7 +256,7 @@ def test_bad_input_gives_one_error_and_no_report(split, tuned, tmp_path, capsys,
                 f.unlink()
     assert run(data, model, tmp_path / "report", *extra) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and expected in err[-1]
+    assert err[-1].startswith("error: ") and expected.format(tmp=tmp_path) in err[-1]
     assert not (tmp_path / "report").exists()
 
 

@@ -56,13 +56,23 @@ def test_margins_are_configurable(tmp_path):
     ("[1]", "expected a JSON object"),
     ({"systems": {}}, "no fine-tuned and baseline roles"),
     ({**metrics(), "bootstrap": {}}, "lacks bootstrap.base (e5-small-offline)"),
-    ({**metrics(), "systems": {TUNED: {"ndcg@10": "high"}, BASE: {"ndcg@10": 0.8}}}, "must be a number"),
+    ({**metrics(), "systems": {TUNED: {"ndcg@10": "high"}, BASE: {"ndcg@10": 0.8}}}, "must be a finite number"),
+    # the gate guards deployment: a value it cannot compare fails closed (exit 2), it never passes
+    (json.dumps(metrics()).replace("0.85", "Infinity"), "Infinity is not a number the gate can compare"),
+    (json.dumps(metrics()).replace("0.85", "NaN"), "NaN is not a number the gate can compare"),
+    (json.dumps(metrics()).replace("0.85", "1e999"), "ndcg@10 must be a finite number, got inf"),
+    (json.dumps(metrics()).replace("0.85", "null"), "ndcg@10 must be a finite number, got None"),
+    (metrics(low=None), "bootstrap.base (e5-small-offline).low must be a finite number, got None"),
+    ({**metrics(), "roles": {"fine_tuned": [TUNED], "baseline": BASE}}, "no fine-tuned and baseline roles"),
 ])  # fmt: skip
 def test_malformed(tmp_path, capsys, data, message):
     assert run(tmp_path, data) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
 
 
-def test_missing_file(tmp_path, capsys):
+def test_missing_file_or_a_folder(tmp_path, capsys):
     assert main(["--metrics", str(tmp_path / "nope.json")]) == 2
     assert "file not found" in capsys.readouterr().err
+    assert main(["--metrics", str(tmp_path)]) == 2
+    assert "not a regular file" in capsys.readouterr().err

@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 
 from src.data import (
-    CATEGORIES,
-    REGISTERS,
     AcronymEntry,
     DataError,
     load_glossary,
@@ -19,6 +17,7 @@ from src.data import (
     read_jsonl,
     read_text_lines,
 )
+from src.domain import default_domain
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -31,7 +30,7 @@ def glossary():
 def test_coverage_per_category(glossary):
     assert len(glossary) >= 1500 and sum(1 for c in glossary if c.acronym) >= 400
     per_category = Counter(c.category for c in glossary)
-    assert set(per_category) == set(CATEGORIES) - {"general"}
+    assert set(per_category) == set(default_domain().categories) - {"general"}
     assert min(per_category.values()) >= 60, per_category
 
 
@@ -47,7 +46,9 @@ def test_entries_are_complete_and_well_formed(glossary):
         registers.update(list(c.definitions)[1:])
         assert len(c.descriptions) == 2, c.id
         assert len(set(c.aliases)) == len(c.aliases) and c.term not in c.aliases, c.id
-    assert set(registers) == set(REGISTERS) - {"textbook"} and min(registers.values()) >= 200, registers
+    assert (
+        set(registers) == set(default_domain().registers) - {"textbook"} and min(registers.values()) >= 200
+    ), registers
 
 
 def test_descriptions_do_not_name_the_concept(glossary):

@@ -12,7 +12,8 @@ import pytest
 
 from src import evaluate, m3, score, train
 from src.data import Triplet, read_jsonl, write_jsonl
-from src.synth_data import main as synth_main
+
+pytestmark = pytest.mark.slow  # every test here trains, serves or builds an environment
 
 TEXTS = [
     "PWM이 뭐야?",
@@ -23,10 +24,12 @@ TEXTS = [
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
+def data(synth_dir, tmp_path_factory) -> Path:
+    """The session's synthesized data and a 300-row training slice (small.jsonl) beside it."""
     out = tmp_path_factory.mktemp("m3-data")
-    assert synth_main(["--output-dir", str(out), "--seed", "5"]) == 0
-    write_jsonl(out / "small.jsonl", read_jsonl(out / "train.jsonl", Triplet)[:300])
+    for name in ("test.jsonl", "corpus_test.jsonl"):
+        (out / name).symlink_to(synth_dir / name)
+    write_jsonl(out / "small.jsonl", read_jsonl(synth_dir / "train.jsonl", Triplet)[:300])
     return out
 
 
@@ -83,7 +86,7 @@ def test_evaluate_reports_the_four_modes_for_m3_and_notes_their_absence(
     trained_m3, tiny_model_dir, data, tmp_path
 ):
     common = ["--test_data", str(data / "test.jsonl"), "--corpus", str(data / "corpus_test.jsonl"),
-              "--sample_size", "40", "--sts", "", "--bootstrap", "50"]  # fmt: skip
+              "--sample_size", "40", "--sts", "", "--bootstrap", "100"]  # fmt: skip
     assert (
         evaluate.main(["--model_path", str(trained_m3), "--report_dir", str(tmp_path / "m3"), *common]) == 0
     )

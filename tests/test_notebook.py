@@ -76,6 +76,7 @@ def test_first_code_cell_installs_exactly_what_the_notebook_imports():
         assert version(name) == pinned, f"{name}: requirements.txt pins {pinned}, CI runs {version(name)}"
 
 
+@pytest.mark.slow
 @pytest.mark.standin
 def test_notebook_runs_in_dry_run_mode_offline(standin_dir, monkeypatch):
     from nbclient import NotebookClient

@@ -93,6 +93,7 @@ def server(model_dir, tmp_path_factory):
         yield url, log
 
 
+@pytest.mark.slow
 def test_embeddings_equal_sentence_transformers(server, tiny_model_dir):
     from sentence_transformers import SentenceTransformer
 
@@ -121,6 +122,7 @@ def test_embeddings_equal_sentence_transformers(server, tiny_model_dir):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("body, status, message", [
     (b"{not json", 400, "not valid JSON"),
     (b"[1, 2]", 400, "must be a JSON object"),
@@ -135,6 +137,7 @@ def test_embeddings_equal_sentence_transformers(server, tiny_model_dir):
     # 8 texts x 32 floats is about 5 kB of JSON, over the test server's 4000-byte response limit
     (json.dumps({"texts": ["a"] * 8}).encode(), 413, "the response would be"),
     (b"\xff\xfe", 400, "UTF-8"),  # rejected by the server itself before run(), as {"message": ...}
+    (b'{"texts": ["ok", "\\ud800"]}', 400, '"texts"[1] is not valid Unicode: a lone surrogate'),
 ])  # fmt: skip
 def test_bad_requests_get_a_4xx_json_error_and_the_server_stays_up(server, body, status, message):
     url, _ = server
@@ -144,6 +147,7 @@ def test_bad_requests_get_a_4xx_json_error_and_the_server_stays_up(server, body,
     assert call(url + "/score", json.dumps({"texts": ["ok"]}).encode())[0] == 200
 
 
+@pytest.mark.slow
 def test_empty_body_and_form_post_are_400(server):
     url, _ = server
     for body, content_type in [(b"", "application/json"), (b"a=1&b=2", "application/x-www-form-urlencoded")]:
@@ -151,6 +155,7 @@ def test_empty_body_and_form_post_are_400(server):
         assert status == 400 and "empty request body" in response["error"], response
 
 
+@pytest.mark.slow
 def test_logs_never_contain_request_text(server):
     url, log = server
     secret = "비밀문장XYZ"
@@ -160,6 +165,7 @@ def test_logs_never_contain_request_text(server):
     assert "scored 1 texts" in text and secret not in text
 
 
+@pytest.mark.slow
 def test_readme_request_example_is_served(server):
     url, _ = server
     section = (ROOT / "README.md").read_text(encoding="utf-8").split("## 엔드포인트 호출", 1)[1]
@@ -170,12 +176,35 @@ def test_readme_request_example_is_served(server):
     assert len(response["embeddings"]) == len(request["texts"])
 
 
+@pytest.mark.slow
+def test_the_readme_local_serving_layout_starts_cleanly(tiny_model_dir, tmp_path):
+    """The README serves outputs/pipeline/model through a <name>/<version> link, the layout azmlinfsrv
+    lists at start-up; the server must start without a traceback and name the model name:version."""
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## 엔드포인트 호출", 1)[1]
+    commands = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+    link = re.search(r'ln -sfn "\$\(pwd\)/outputs/pipeline/model" (\S+)', commands).group(1)
+    model_dir = re.search(r'--model_dir "\$\(pwd\)/(\S+)"', commands).group(1)
+    (tmp_path / "outputs" / "pipeline").mkdir(parents=True)
+    shutil.copytree(tiny_model_dir, tmp_path / "outputs" / "pipeline" / "model")
+    (tmp_path / "outputs" / "pipeline" / "model.pipeline_key").write_text("key")
+    (tmp_path / link).parent.mkdir(parents=True)
+    (tmp_path / link).symlink_to(tmp_path / "outputs" / "pipeline" / "model")
+    log = tmp_path / "server.log"
+    with serving(
+        Path(sys.executable).with_name("azmlinfsrv"), tmp_path / model_dir, dict(os.environ), log
+    ) as url:
+        status, response = call(url + "/score", json.dumps({"texts": ["PWM이 뭐야?"]}).encode())
+    assert status == 200 and response["model"] == "bge-m3-kr:1", response
+    assert "Traceback" not in log.read_text()
+
+
 def test_model_folder_discovery(tmp_path, model_dir):
     import src.score as score
 
     assert score.find_model_folder(model_dir) == model_dir / "model"
     assert score.registered_name(model_dir, model_dir / "model") == "bge-m3-kr:1"
     assert score.registered_name(tmp_path, tmp_path / "bge-m3-kr") == "bge-m3-kr"  # a local folder
+    assert score.registered_name(tmp_path, tmp_path / "bge-m3-kr" / "2" / "model") == "bge-m3-kr:2"
     with pytest.raises(RuntimeError, match="no sentence-transformers model folder"):
         score.find_model_folder(tmp_path)
     shutil.copytree(model_dir / "model", tmp_path / "a")
@@ -193,6 +222,7 @@ JSON = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.one_of(
     JSON.map(json.dumps),
@@ -209,6 +239,7 @@ def test_fuzzed_requests_never_fail_with_a_server_error(loaded_score, body):
         assert 400 <= result.status_code < 500
 
 
+@pytest.mark.slow
 def test_init_warns_when_the_text_limit_allows_oversized_responses(model_dir, monkeypatch, caplog):
     import src.score as score
 

@@ -65,12 +65,14 @@ def top1_hit_rate(model_dir: Path, glossary: Path, cache: Path) -> float:
     return float(np.mean([docs[h[0][0]].doc_id == c.id for h, c in zip(hits, concepts, strict=True)]))
 
 
+@pytest.mark.slow
 def test_acronym_queries_find_their_concept_after_training(trained, tiny_model_dir, small_glossary, tmp_path):
     before = top1_hit_rate(tiny_model_dir, small_glossary, tmp_path)
     after = top1_hit_rate(trained, small_glossary, tmp_path)
     assert after >= 0.5 and after >= before + 0.3, (before, after)
 
 
+@pytest.mark.slow
 def test_index_cache_is_reused_and_invalidated(trained, small_glossary, tmp_path, capsys):
     docs, _ = search.load_corpus(small_glossary)
     model, folder = search.load(str(trained))
@@ -91,6 +93,7 @@ def test_index_cache_is_reused_and_invalidated(trained, small_glossary, tmp_path
     assert "reusing" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_related_terms_exclude_the_term_and_its_aliases(trained, small_glossary, tmp_path):
     docs, _ = search.load_corpus(small_glossary)
     model, folder = search.load(str(trained))
@@ -107,6 +110,7 @@ def test_related_terms_exclude_the_term_and_its_aliases(trained, small_glossary,
         assert np.isclose(hits[0][1], np.sort(expected)[-2], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_hybrid_with_full_bm25_weight_ranks_by_keywords(trained, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(
@@ -132,6 +136,7 @@ def test_corpus_formats(tmp_path, small_glossary):
     assert len(search.load_corpus(None)[0]) == len(load_glossary(ROOT / "data" / "glossary_ko.jsonl"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, content, message",
     [
@@ -153,6 +158,7 @@ def test_bad_corpus_is_one_error_and_exit_2(tmp_path, trained, capsys, name, con
     assert err.startswith("error: ") and message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_cli_side_by_side_and_unknown_model(trained, tiny_model_dir, small_glossary, tmp_path, capsys):
     argv = ["--model_path", str(trained), "--compare", str(tiny_model_dir), "--corpus", str(small_glossary),
             "--cache_dir", str(tmp_path), "--top_k", "3"]  # fmt: skip
@@ -167,6 +173,7 @@ def test_cli_side_by_side_and_unknown_model(trained, tiny_model_dir, small_gloss
     assert "nope" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_queries_from_stdin(trained, small_glossary, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("PWM이 뭐야?\n\nADC 설명\n"))
     argv = ["--model_path", str(trained), "--corpus", str(small_glossary), "--cache_dir", str(tmp_path)]
@@ -192,6 +199,7 @@ def test_knn_edges_follow_the_similarities():
                 assert (min(i, j), max(i, j)) in edges
 
 
+@pytest.mark.slow
 def test_term_map_exports_a_graph_consistent_with_the_embeddings(
     trained, tiny_model_dir, small_glossary, tmp_path
 ):
@@ -230,6 +238,7 @@ def test_term_map_bad_input_writes_nothing(tmp_path, capsys):
     assert not out.exists() and capsys.readouterr().err.startswith("error: ")
 
 
+@pytest.mark.slow
 @pytest.mark.standin
 def test_faq_matching_with_the_standin(standin_dir, tmp_path, capsys):
     argv = ["--model_path", "e5-small-offline", "--corpus", str(ROOT / "data" / "faq_sample.jsonl"),

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from src.data import Passage, Triplet, load_glossary, read_jsonl
-from src.synth_data import STYLES, drop_final, main, passages_for, vowel_slip, with_particle
+from src.domain import QUERY_SLOTS, default_domain
+from src.synth_data import drop_final, main, passages_for, vowel_slip, with_particle
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -48,9 +49,8 @@ def run(tmp_path: Path, *extra: str) -> tuple[int, Path]:
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory):
-    code, out = run(tmp_path_factory.mktemp("synth"))
-    assert code == 0
+def generated(synth_dir):
+    out = synth_dir  # the defaults: 6 pairs per term, 8 per acronym
     return {
         name: read_jsonl(out / name, Passage if name.startswith("corpus") else Triplet) for name in OUTPUTS
     }
@@ -58,7 +58,7 @@ def generated(tmp_path_factory):
 
 def test_every_style_is_populated_on_both_sides(generated):
     for split in ("train.jsonl", "test.jsonl"):
-        assert {r.style for r in generated[split]} == set(STYLES), split
+        assert {r.style for r in generated[split]} == set(QUERY_SLOTS), split
     n_train, n_test = len(generated["train.jsonl"]), len(generated["test.jsonl"])
     assert 0.07 < n_test / (n_train + n_test) < 0.13  # --test-split 0.1 of the concepts
 
@@ -107,6 +107,7 @@ def test_queries_of_each_style_look_right(generated):
         assert glossary[concept_id].term not in query
 
 
+@pytest.mark.slow
 def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path):
     _, a = run(tmp_path / "a", "--seed", "7")
     _, b = run(tmp_path / "b", "--seed", "7")
@@ -116,6 +117,7 @@ def test_same_seed_gives_byte_identical_files_and_another_seed_does_not(tmp_path
     assert (a / "test.jsonl").read_bytes() != (c / "test.jsonl").read_bytes()
 
 
+@pytest.mark.slow
 def test_row_split_option_mixes_concepts_for_comparison(tmp_path):
     code, out = run(tmp_path, "--split", "row")
     assert code == 0
@@ -197,6 +199,7 @@ def test_bad_input_gives_one_error_and_leaves_outputs_untouched(tmp_path, capsys
     assert (out / "train.jsonl").read_text() == "previous run\n"
 
 
+@pytest.mark.slow
 def test_seed_command_runs_from_the_command_line(tmp_path):
     result = subprocess.run(
         [
@@ -223,8 +226,11 @@ def test_every_wording_becomes_a_passage_and_a_positive(generated, tmp_path):
     glossary = load_glossary(DATA / "glossary_ko.jsonl")
     several = next(c for c in glossary if len(c.definitions) >= 2)
     second = list(several.definitions.values())[1]
-    assert second in passages_for(several, "all") and second not in passages_for(several, "first")
-    assert passages_for(several, "first") == passages_for(several, "all")[:-1]
+    domain = default_domain()
+    assert second in passages_for(several, domain, "all") and second not in passages_for(
+        several, domain, "first"
+    )
+    assert passages_for(several, domain, "first") == passages_for(several, domain, "all")[:-1]
     corpus = generated["corpus_train.jsonl"] + generated["corpus_test.jsonl"]
     assert sum(p.concept_id == several.id and p.text == second for p in corpus) == 1
     rows = generated["train.jsonl"] + generated["test.jsonl"]
@@ -253,6 +259,7 @@ def test_typing_noise_changes_one_syllable_as_a_neighbouring_key_would(op, text,
     assert op("PWM", rng) == "PWM"  # nothing to change
 
 
+@pytest.mark.slow
 def test_noise_and_cross_lingual_rows_are_added_to_training_only(generated, tmp_path):
     code, out = run(tmp_path, "--query_noise", "0.5", "--cross_lingual", "3")
     assert code == 0
@@ -279,6 +286,7 @@ def test_noise_and_cross_lingual_rows_are_added_to_training_only(generated, tmp_
     assert {r.concept_id for r in cross} <= {r.concept_id for r in generated["train.jsonl"]}
 
 
+@pytest.mark.slow
 def test_general_pairs_are_mixed_into_training_only(generated, tmp_path):
     topics = ["cooking", "travel", "history"]
     pairs = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.data import Triplet, read_jsonl, write_jsonl
-from src.synth_data import main as synth_main
+from src.cli import UsageError
+from src.data import Triplet, read_jsonl
 from src.train import (
     SUMMARY_FILE,
     ConceptBatchSampler,
@@ -30,16 +31,6 @@ from src.train import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def triplets(tmp_path_factory) -> Path:
-    """A 600-row slice of the synthesized training split."""
-    out = tmp_path_factory.mktemp("synth")
-    assert synth_main(["--output-dir", str(out), "--seed", "3"]) == 0
-    rows = read_jsonl(out / "train.jsonl", Triplet)[:600]
-    write_jsonl(out / "small.jsonl", rows)
-    return out / "small.jsonl"
 
 
 def tiny_args(model: Path, data: Path, out: Path, *extra: str) -> list[str]:
@@ -68,6 +59,7 @@ def test_concept_batches_never_repeat_a_concept_and_cover_every_row():
     assert list(sampler) != batches
 
 
+@pytest.mark.slow
 def test_full_run_writes_a_complete_folder_that_reloads_identically(tiny_model_dir, triplets, tmp_path):
     from sentence_transformers import SentenceTransformer
 
@@ -108,6 +100,7 @@ def _weights(path: Path) -> dict:
     return load_file(str(path / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_lora_is_merged_into_a_plain_folder(tiny_model_dir, triplets, tmp_path):
     out = tmp_path / "lora"
     assert main(tiny_args(tiny_model_dir, triplets, out, "--lora", "--learning_rate", "1e-3")) == 0
@@ -121,6 +114,7 @@ def test_lora_is_merged_into_a_plain_folder(tiny_model_dir, triplets, tmp_path):
     )  # LoRA touched only the adapted linears
 
 
+@pytest.mark.slow
 def test_frozen_embeddings_stay_unchanged(tiny_model_dir, triplets, tmp_path):
     out = tmp_path / "frozen"
     assert (
@@ -134,6 +128,7 @@ def test_frozen_embeddings_stay_unchanged(tiny_model_dir, triplets, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_frozen_layers_keep_the_embeddings_and_lower_layers(tiny_model_dir, triplets, tmp_path):
     out = tmp_path / "layers"
     assert (
@@ -147,6 +142,7 @@ def test_frozen_layers_keep_the_embeddings_and_lower_layers(tiny_model_dir, trip
     assert all(not np.array_equal(weights[k], base[k]) for k in trained if k.endswith("dense.weight"))
 
 
+@pytest.mark.slow
 def test_merge_base_interpolates_the_trained_weights_with_the_base(tiny_model_dir, triplets, tmp_path):
     assert main(tiny_args(tiny_model_dir, triplets, tmp_path / "full", "--learning_rate", "1e-3")) == 0
     flags = ("--learning_rate", "1e-3", "--merge_base", "0.25")
@@ -158,6 +154,7 @@ def test_merge_base_interpolates_the_trained_weights_with_the_base(tiny_model_di
         np.testing.assert_allclose(merged[k], 0.25 * full[k] + 0.75 * base[k], atol=1e-6, err_msg=k)
 
 
+@pytest.mark.slow
 def test_pairs_only_training_feeds_no_negative_column(tiny_model_dir, triplets, tmp_path):
     assert main(tiny_args(tiny_model_dir, triplets, tmp_path / "pairs", "--hard_negatives", "none")) == 0
     assert main(tiny_args(tiny_model_dir, triplets, tmp_path / "rows")) == 0
@@ -170,6 +167,7 @@ def test_pairs_only_training_feeds_no_negative_column(tiny_model_dir, triplets, 
     )
 
 
+@pytest.mark.slow
 def test_gist_guide_ignores_an_in_batch_false_negative(tiny_model_dir, triplets, tmp_path):
     from sentence_transformers import SentenceTransformer
 
@@ -189,6 +187,7 @@ def test_gist_guide_ignores_an_in_batch_false_negative(tiny_model_dir, triplets,
     assert np.isfinite(summary["train_loss"]) and summary["arguments"]["loss"] == "gist"
 
 
+@pytest.mark.slow
 def test_attention_dropout_applies_to_training_only(tiny_model_dir, triplets, tmp_path):
     from sentence_transformers import SentenceTransformer
 
@@ -206,6 +205,7 @@ def test_attention_dropout_applies_to_training_only(tiny_model_dir, triplets, tm
     assert all(m.dropout.p == 0.1 for name, m in reloaded.named_modules() if name.endswith("attention.self"))
 
 
+@pytest.mark.slow
 def test_mlflow_logs_params_and_metrics_when_configured(tiny_model_dir, triplets, tmp_path, monkeypatch):
     import mlflow
 
@@ -221,6 +221,7 @@ def test_mlflow_logs_params_and_metrics_when_configured(tiny_model_dir, triplets
     assert run["metrics.loss"] > 0 and 0 <= run["metrics.eval_dev_cosine_ndcg_10"] <= 1
 
 
+@pytest.mark.slow
 def test_mined_negatives_are_other_concepts_below_the_positive(tiny_model_dir, triplets):
     from sentence_transformers import SentenceTransformer
 
@@ -239,6 +240,7 @@ def test_mined_negatives_are_other_concepts_below_the_positive(tiny_model_dir, t
             assert q @ n <= q @ p - 0.05 + 1e-5
 
 
+@pytest.mark.slow
 def test_resume_after_kill_continues_without_repeating_steps(tiny_model_dir, triplets, tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "src.train", *tiny_args(tiny_model_dir, triplets, out)]
@@ -258,6 +260,7 @@ def test_resume_after_kill_continues_without_repeating_steps(tiny_model_dir, tri
     assert summary["steps_this_run"] == 60 - summary["resumed_from_step"]
 
 
+@pytest.mark.slow
 def test_torchrun_with_two_cpu_processes(tiny_model_dir, triplets, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
@@ -272,19 +275,25 @@ def test_torchrun_with_two_cpu_processes(tiny_model_dir, triplets, tmp_path):
 @pytest.mark.parametrize(
     "case, expected",
     [
-        ("missing_file", "nope.jsonl: file not found (`python -m src.synth_data` writes it)"),
+        ("missing_file", "argument --train_data: " + "{tmp}/nope.jsonl: file not found"),
         ("empty_file", "file is empty"),
         ("malformed", ":2: malformed JSON"),
         ("no_positive", ":1: missing field 'positive'"),
         ("unknown_model", "model folder not found"),
         ("existing_output", "exists and is not a previous training run"),
-        ("batch_size_1", "--batch_size must be at least 2"),
+        ("batch_size_1", "argument --batch_size: must be a finite number in [2, inf], got 1"),
+        ("negative_epochs", "argument --epochs: must be a finite number in (0, inf], got -1"),
+        ("zero_steps", "--max_steps must be -1 (run the epochs) or a positive number of steps"),
+        ("nan_learning_rate", "argument --learning_rate: must be a finite number in (0, 1], got nan"),
+        ("negative_learning_rate", "argument --learning_rate: must be a finite number in (0, 1], got -1"),
+        ("truncated_weights", "cannot load the model (SafetensorError"),
+        ("empty_config", "cannot load the model"),
         ("lora_and_frozen", "--lora already freezes"),
         ("too_many_frozen_layers", "--freeze_layers 2: the model has 2 layers"),
         ("resume_without_checkpoint", "no checkpoint"),
-        ("attention_dropout_out_of_range", "--attention_dropout must be in [0, 1)"),
-        ("merge_base_zero", "--merge_base must be in (0, 1]"),
-        ("gist_margin_out_of_range", "--gist_margin must be in [0, 1)"),
+        ("attention_dropout_out_of_range", "argument --attention_dropout: must be a finite number in [0, 1)"),
+        ("merge_base_zero", "argument --merge_base: must be a finite number in (0, 1]"),
+        ("gist_margin_out_of_range", "argument --gist_margin: must be a finite number in [0, 1)"),
         ("mining_without_negatives", "--mine_hard_negatives needs --hard_negatives row"),
     ],
 )
@@ -311,6 +320,20 @@ def test_bad_input_gives_one_error_and_writes_nothing(
         (out / "notes.txt").write_text("mine")
     elif case == "batch_size_1":
         extra = ["--batch_size", "1"]
+    elif case == "negative_epochs":
+        extra = ["--max_steps", "-1", "--epochs", "-1"]
+    elif case == "zero_steps":
+        extra = ["--max_steps", "0"]
+    elif case in ("nan_learning_rate", "negative_learning_rate"):
+        extra = ["--learning_rate", "nan" if case.startswith("nan") else "-1"]
+    elif case in ("truncated_weights", "empty_config"):
+        model = tmp_path / "broken-model"
+        shutil.copytree(tiny_model_dir, model)
+        if case == "truncated_weights":
+            weights = model / "model.safetensors"
+            weights.write_bytes(weights.read_bytes()[:5000])
+        else:
+            (model / "config.json").write_text("{}")
     elif case == "lora_and_frozen":
         extra = ["--lora", "--freeze_embeddings"]
     elif case == "too_many_frozen_layers":
@@ -328,12 +351,13 @@ def test_bad_input_gives_one_error_and_writes_nothing(
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main([*tiny_args(model, data, out), *extra]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
-    assert len(err) == 1 and expected in err[0], err
+    assert len(err) == 1 and expected.format(tmp=tmp_path) in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     if case == "existing_output":
         assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_default_model_fails_fast_offline_and_names_the_standin(triplets, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
     started = time.time()
@@ -342,11 +366,12 @@ def test_default_model_fails_fast_offline_and_names_the_standin(triplets, tmp_pa
         cwd=ROOT, capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "BAAI/bge-m3" in result.stderr and "--model_name e5-small-offline" in result.stderr
+    assert "BAAI/bge-m3" in result.stderr and "--base_model e5-small-offline" in result.stderr
     assert time.time() - started < 60
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.standin
 def test_seed_command_with_the_standin_reloads_identically(standin_dir, triplets, tmp_path):
     from sentence_transformers import SentenceTransformer
@@ -363,6 +388,7 @@ def test_seed_command_with_the_standin_reloads_identically(standin_dir, triplets
     np.testing.assert_allclose(reloaded.encode_document(texts), model.encode_document(texts), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cuda_requested_without_a_gpu_stops_instead_of_training_on_cpu(tiny_model_dir, triplets, tmp_path):
     """--device cuda (the gpu profile, the Azure ML component) means CUDA or a one-line error, exit 2,
     nothing written; CUDA_VISIBLE_DEVICES="" hides any GPU, so this holds on a GPU machine too."""
@@ -374,6 +400,21 @@ def test_cuda_requested_without_a_gpu_stops_instead_of_training_on_cpu(tiny_mode
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: --device cuda: CUDA is not available to torch") and "--device cpu" in last
     assert "Traceback" not in done.stderr and not out.exists() and not out.with_name("m-checkpoints").exists()
-    with pytest.raises(SystemExit):  # a contradiction is a usage error from the parser
+    with pytest.raises(UsageError, match="--use_cpu contradicts --device cuda"):
         parse_args([*argv, "--use_cpu", "--device", "cuda"])
     assert parse_args([*argv, "--use_cpu"]).device == "cpu"
+
+
+def test_a_diverged_model_is_refused_not_saved(tiny_model_dir):
+    import torch
+
+    from src.train import TrainingDiverged, check_finite
+
+    model = load_model(str(tiny_model_dir), parse_args(["--train_data", __file__]), "cpu")
+    check_finite(model, 0.5)  # a healthy model passes
+    with pytest.raises(TrainingDiverged, match="loss nan, 0 non-finite weights"):
+        check_finite(model, float("nan"))
+    with torch.no_grad():
+        next(model.parameters())[0, :3] = float("inf")
+    with pytest.raises(TrainingDiverged, match="3 non-finite weights; nothing was saved"):
+        check_finite(model, 0.5)
