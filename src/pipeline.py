@@ -73,7 +73,6 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-@functools.cache
 def model_digest(name: str) -> str:
     """The content of a model argument: its folder's files (the stand-in's short name and a Hub id already
     in the local cache are resolved to their folders); an uncached Hub id contributes its name only."""

@@ -3,9 +3,11 @@ the synthesized data set (once per session), and a slice of its training rows.""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,6 +63,28 @@ def triplets(synth_dir, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("triplets") / "small.jsonl"
     write_jsonl(path, read_jsonl(synth_dir / "train.jsonl", Triplet)[:600])
     return path
+
+
+@contextlib.contextmanager
+def scoring_module(folder: Path) -> Iterator:
+    """src/score.py initialised over ``folder`` as the Azure ML server does (AZUREML_MODEL_DIR, then
+    init()); its module state is cleared afterwards so the next user starts clean."""
+    from src import score
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AZUREML_MODEL_DIR", str(folder))
+        score.init()
+        try:
+            yield score
+        finally:
+            score.model = score.m3_model = None
+            score.model_name = ""
+
+
+@pytest.fixture(scope="session")
+def scoring():
+    """``with scoring(folder) as score:`` the scoring module loaded over a model folder."""
+    return scoring_module
 
 
 @pytest.fixture(scope="session")

@@ -115,12 +115,17 @@ def test_pinned_mlflow_satisfies_the_cap_of_azureml_mlflow():
     assert version("mlflow-skinny") in cap.specifier
 
 
-def test_data_version_follows_content(tmp_path):
-    (tmp_path / "train.jsonl").write_text('{"a": 1}\n')
-    first = aml.data_version(tmp_path)
-    assert len(first) == 12 and aml.data_version(tmp_path) == first
-    (tmp_path / "train.jsonl").write_text('{"a": 2}\n')
-    assert aml.data_version(tmp_path) != first
+def test_data_version_follows_content_not_location(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text('{"a": 1}\n')
+    first = aml.data_version(folder)
+    shutil.copytree(folder, tmp_path / "elsewhere")
+    assert aml.data_version(tmp_path / "elsewhere") == first  # the same triplets: the same version
+    (tmp_path / "elsewhere" / "train.jsonl").rename(tmp_path / "elsewhere" / "test.jsonl")
+    assert aml.data_version(tmp_path / "elsewhere") != first  # a file's name is part of the content
+    (folder / "train.jsonl").write_text('{"a": 2}\n')
+    assert aml.data_version(folder) != first
 
 
 @pytest.mark.parametrize(
@@ -140,13 +145,9 @@ def test_rollout_refuses_an_unknown_live_slot(capsys):
 
 
 @pytest.fixture(scope="module")
-def smoke_responses(standin_dir):
+def smoke_responses(scoring, standin_dir):
     """The stand-in's real answers, through src/score.py, to the smoke requests in azureml/smoke/."""
-    from src import score
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AZUREML_MODEL_DIR", str(standin_dir))
-        score.init()
+    with scoring(standin_dir) as score:
         return [score.run((AZUREML / "smoke" / f).read_text()) for f in ("query.json", "passages.json")]
 
 

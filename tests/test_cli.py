@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,44 @@ def test_every_stage_reports_bad_input_in_one_line_with_exit_code_2(
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
 
 
+@pytest.mark.parametrize("stage, flags, message", [
+    ("train", ["--epochs", "-1"], "--epochs: must be a finite number in (0, inf]"),
+    ("train", ["--learning_rate", "inf"], "--learning_rate: must be a finite number in (0, 1], got inf"),
+    ("train", ["--learning_rate", "nan"], "--learning_rate: must be a finite number in (0, 1], got nan"),
+    ("train", ["--learning_rate", "-1"], "--learning_rate: must be a finite number in (0, 1], got -1"),
+    ("train", ["--batch_size", "1"], "--batch_size: must be a finite number in [2, inf]"),
+    ("train", ["--max_steps", "-2"], "--max_steps: must be a finite number in [-1, inf]"),
+    ("train", ["--warmup_ratio", "1"], "--warmup_ratio: must be a finite number in [0, 1)"),
+    ("evaluate", ["--sample_size", "-5"], "--sample_size: must be a finite number in [0, inf]"),
+    ("evaluate", ["--batch_size", "0"], "--batch_size: must be a finite number in [1, inf]"),
+    ("evaluate", ["--bootstrap", "5"], "--bootstrap: must be a finite number in [100, inf]"),
+    ("evaluate", ["--m3_weights", "1", "nan", "1"], "--m3_weights: must be a finite number in [0, inf]"),
+    ("evaluate", ["--m3_weights", "0", "0", "0", "--test_data", "README.md", "--corpus", "README.md"],
+     "--m3_weights: at least one weight must be above 0"),
+    ("synth_data", ["--query_noise", "2"], "--query_noise: must be a finite number in [0, 1]"),
+    ("synth_data", ["--cross_lingual", "4"], "--cross_lingual: must be a finite number in [0, 3]"),
+    ("synth_data", ["--pairs-per-term", "0"], "--pairs_per_term: must be a finite number in [1, inf]"),
+    ("search", ["--bm25_weight", "1.5"], "--bm25_weight: must be a finite number in [0, 1]"),
+    ("term_map", ["--min_similarity", "2"], "--min_similarity: must be a finite number in [-1, 1]"),
+    ("gate", ["--metrics", "m.json", "--min_ndcg_gain", "inf"], "--min_ndcg_gain: must be a finite number"),
+])  # fmt: skip
+def test_numbers_are_range_checked_before_any_work(stage, flags, message, capsys):
+    assert STAGES[stage].main(flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.slow
+@pytest.mark.standin
+def test_evaluate_scores_the_standin_by_its_short_name(synth_dir, tmp_path, capsys):
+    argv = ["--model", "e5-small-offline", "--base_model", "none", "--test_data", str(synth_dir / "test.jsonl"),
+            "--corpus", str(synth_dir / "corpus_test.jsonl"), "--sample_size", "20", "--eval_dir", "", "--sts", "",
+            "--bootstrap", "100", "--output_dir", str(tmp_path / "r")]  # fmt: skip
+    assert evaluate.main(argv) == 0
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["model"] == "e5-small-offline" and metrics["data"]["queries"] == 20
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_help_uses_the_shared_vocabulary(stage, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -179,9 +218,7 @@ def test_synth_replaces_its_four_outputs_together_or_not_at_all(tmp_path, capsys
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
-def test_evaluate_takes_the_short_name_and_refuses_a_broken_training_summary(
-    tiny_model_dir, tmp_path, capsys
-):
+def test_evaluate_refuses_a_broken_training_summary(tmp_path):
     folder = tmp_path / "tuned"
     folder.mkdir()
     for content, message in (("{not json", "not a training summary"), ('{"steps": 1}', "field 'base_model'")):
@@ -190,7 +227,6 @@ def test_evaluate_takes_the_short_name_and_refuses_a_broken_training_summary(
                                       "--corpus", str(folder / "training_summary.json"), "--eval_dir", "", "--sts", ""])  # fmt: skip
         with pytest.raises(cli.UserError, match=message):
             evaluate.baseline_of(config)
-    assert evaluate.resolve_model("e5-small-offline")  # the short name every stage takes
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src import evaluate, m3, score, train
+from src import evaluate, m3, train
 from src.data import Triplet, read_jsonl, write_jsonl
 
 pytestmark = pytest.mark.slow  # every test here trains, serves or builds an environment
@@ -106,31 +106,21 @@ def test_evaluate_reports_the_four_modes_for_m3_and_notes_their_absence(
     assert "dense only" in next(iter(metrics["m3"].values()))
 
 
-@pytest.fixture
-def scoring(monkeypatch):
-    def load(folder: Path):
-        monkeypatch.setenv("AZUREML_MODEL_DIR", str(folder))
-        score.init()
-        return score
-
-    yield load
-    score.m3_model = None
-
-
 def test_score_returns_sparse_and_colbert_for_m3(scoring, trained_m3):
-    s = scoring(trained_m3)
-    result = s.run(json.dumps({"texts": TEXTS[:2], "return_sparse": True, "return_colbert": True}))
+    with scoring(trained_m3) as s:
+        result = s.run(json.dumps({"texts": TEXTS[:2], "return_sparse": True, "return_colbert": True}))
+        dense_only = s.run(json.dumps({"texts": ["x"]}))
+        bad = s.run(json.dumps({"texts": ["x"], "return_sparse": "yes"}))
     assert len(result["embeddings"]) == 2 and len(result["sparse"]) == 2 and len(result["colbert"]) == 2
     assert all(isinstance(t, str) and w > 0 for weights in result["sparse"] for t, w in weights.items())
     assert all(len(vec) == 32 for token_vectors in result["colbert"] for vec in token_vectors)
-    assert "sparse" not in s.run(json.dumps({"texts": ["x"]}))
-    bad = s.run(json.dumps({"texts": ["x"], "return_sparse": "yes"}))
+    assert "sparse" not in dense_only
     assert bad.status_code == 400 and "return_sparse" in bad.get_data(as_text=True)
 
 
 def test_score_refuses_m3_outputs_for_a_dense_model(scoring, tiny_model_dir):
-    s = scoring(tiny_model_dir)
-    bad = s.run(json.dumps({"texts": ["x"], "return_colbert": True}))
+    with scoring(tiny_model_dir) as s:
+        bad = s.run(json.dumps({"texts": ["x"], "return_colbert": True}))
     assert bad.status_code == 400 and "not a BGE-M3 model" in bad.get_data(as_text=True)
 
 

@@ -257,10 +257,6 @@ def test_init_warns_when_the_text_limit_allows_oversized_responses(model_dir, mo
 
 
 @pytest.fixture(scope="module")
-def loaded_score(model_dir):
-    import src.score as score
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AZUREML_MODEL_DIR", str(model_dir))
-        score.init()
+def loaded_score(scoring, model_dir):
+    with scoring(model_dir) as score:
         yield score

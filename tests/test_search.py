@@ -226,10 +226,19 @@ def test_term_map_exports_a_graph_consistent_with_the_embeddings(
     import networkx as nx
 
     assert nx.read_graphml(out / "graph.graphml").number_of_edges() == len(expected)
+    from sklearn.metrics import silhouette_score
+
     summary = json.loads((out / "summary.json").read_text())
-    assert len(summary["models"]) == 2 and all(
-        -1 <= m["category_silhouette"] <= 1 for m in summary["models"].values()
+    tuned = summary["models"][f"fine-tuned ({trained.name})"]
+    categories = [d.category for d in docs]
+    assert tuned["category_silhouette"] == pytest.approx(
+        silhouette_score(emb, categories, metric="cosine"), abs=1e-4
     )
+    same = sum(categories[i] == categories[j] for i, j in expected)
+    assert tuned["edges"] == len(expected) and tuned["same_category_edge_share"] == round(
+        same / len(expected), 4
+    )
+    assert set(summary["models"]) == {f"fine-tuned ({trained.name})", f"base ({tiny_model_dir.name})"}
 
 
 def test_term_map_bad_input_writes_nothing(tmp_path, capsys):
