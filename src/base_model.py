@@ -445,7 +445,7 @@ def resolve_model(name_or_path: str) -> str:
         if not (path / "config.json").exists() and not (path / "modules.json").exists():
             raise ModelNotFound(f"{path}: not a model folder (no config.json or modules.json)")
         return str(path)
-    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+    if cli.is_local_path(name_or_path):
         raise ModelNotFound(f"{name_or_path}: model folder not found")
 
     from huggingface_hub import HfApi, snapshot_download
@@ -454,8 +454,8 @@ def resolve_model(name_or_path: str) -> str:
     with contextlib.suppress(LocalEntryNotFoundError):
         return snapshot_download(name_or_path, local_files_only=True)
     offline = (
-        f"cannot download '{name_or_path}': the Hugging Face Hub is unreachable from this machine. "
-        f"Use a local model folder, or the offline stand-in: --base_model {STANDIN_NAME}"
+        f"'{name_or_path}' is not a local folder, and the Hugging Face Hub is unreachable from this machine "
+        f"to download it. Use a local model folder, or the offline stand-in by its short name: {STANDIN_NAME}"
     )
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         raise ModelNotFound(offline)

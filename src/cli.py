@@ -2,12 +2,13 @@
 
 Every stage's ``main`` is wrapped by :func:`entry_point`:
 
-- a :class:`UserError` (bad input file, missing model, flags that cannot work together, a full disk or an
-  unwritable folder) prints ``error: <one line>`` to stderr and exits 2;
+- a :class:`UserError` (bad input file, missing model, flags that cannot work together) or an ``OSError``
+  (a full disk, an unwritable folder) prints ``error: <one line>`` to stderr and exits 2;
 - Ctrl-C prints ``interrupted`` and exits 130, without a traceback;
 - anything else is a bug in the toolkit and keeps its full traceback.
 
-A stage may return 1 itself for a documented "ran fine, but the answer is no" (the quality gate).
+A stage may return 1 itself for a documented "ran fine, but the answer is no" (the quality gate, a failed
+smoke or parity check).
 
 :class:`ArgumentParser` reports a bad flag the same way (one line, exit 2), accepts every long flag with
 ``-`` or ``_`` between its words (``--output-dir`` = ``--output_dir``) and takes the older spellings of
@@ -165,12 +166,23 @@ def optional_input_dir(text: str) -> Path | None:
     return input_dir(text) if text else None
 
 
+def is_local_path(name: str) -> bool:
+    """True when a model name means a folder here rather than a Hub id ("org/name"): it exists, starts with
+    '.', '/' or '~', has more than one '/', or its parent folder exists here (outputs/bge-m3-kr)."""
+    path = Path(name).expanduser()
+    return (
+        path.exists()
+        or name.startswith((".", "/", "~"))
+        or name.count("/") > 1
+        or (path.parent != Path(".") and path.parent.is_dir())
+    )
+
+
 def model_name(text: str) -> str:
     """A model name: a short name or Hub id (checked when the model loads) or a path, which must exist."""
     if not text.strip():
         raise argparse.ArgumentTypeError("empty model name")
-    looks_like_path = text.startswith((".", "/", "~")) or text.count("/") > 1
-    if looks_like_path and not Path(text).expanduser().exists():
+    if is_local_path(text) and not Path(text).expanduser().exists():
         raise argparse.ArgumentTypeError(f"{text}: model folder not found")
     return text
 

@@ -472,6 +472,8 @@ def atomic_path(target: str | os.PathLike, is_dir: bool = False) -> Iterator[Pat
     For a directory (``is_dir=True``) an existing ``target`` is replaced as a whole.
     """
     target = Path(target)
+    if is_dir and target.exists() and not target.is_dir():
+        raise DataError(target, "exists and is not a folder; choose another output folder")
     target.parent.mkdir(parents=True, exist_ok=True)
     umask = os.umask(0)
     os.umask(umask)

@@ -122,9 +122,10 @@ def load_domain(path: str | Path) -> Domain:
         root = yaml.compose(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
         raise DataError(path, f"not valid UTF-8 (byte {e.start})") from None
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else None
-        raise DataError(path, f"malformed YAML: {e.problem}", line) from None
+    except yaml.YAMLError as e:  # a syntax error (with its line) or an unreadable character
+        mark = getattr(e, "problem_mark", None)
+        problem = getattr(e, "problem", None) or str(e)
+        raise DataError(path, f"malformed YAML: {problem}", mark.line + 1 if mark else None) from None
     if root is None:
         raise DataError(path, "file is empty")
     r = _Reader(path)

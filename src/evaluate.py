@@ -12,7 +12,7 @@ interval on the gain (resampling concepts, since one concept's queries are not i
 query style, register, category and more, pairwise triplet accuracy on the synthetic split, and Spearman
 correlation on a general-Korean STS file to show whether fine-tuning cost general understanding.
 
-    uv run python -m src.evaluate --model_path outputs/bge-m3-kr --sample_size 500
+    uv run python -m src.evaluate --model outputs/bge-m3-kr --sample_size 500
 
 The flow: 1. load the tasks (independent sets, synthetic split) and STS  2. load the models  3. score
 every system on every task  4. metrics, slices, bootstrap  5. write the report folder (metrics.json,

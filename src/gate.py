@@ -43,8 +43,8 @@ def load_metrics(path: Path) -> dict:
         raise MalformedMetrics(f"{path}: {'not a regular file' if path.exists() else 'file not found'}")
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
-        raise MalformedMetrics(f"{path}: not valid JSON ({e})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise MalformedMetrics(f"{path}: not valid JSON ({type(e).__name__}: {e})") from None
     if not isinstance(metrics, dict):
         raise MalformedMetrics(f"{path}: expected a JSON object")
     return metrics

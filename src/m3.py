@@ -189,6 +189,18 @@ def finetune_unified(config: TrainConfig, base: Path, rows, workdir: Path, preci
     return workdir / "flagembedding"
 
 
+def saved_tensors(folder: Path):
+    """Every tensor FlagEmbedding saved in ``folder``: the encoder's weights (*.safetensors, or
+    pytorch_model*.bin) and the two heads."""
+    import torch
+    from safetensors.torch import load_file
+
+    for f in sorted(folder.glob("*.safetensors")):
+        yield from load_file(f).values()
+    for f in [*sorted(folder.glob("pytorch_model*.bin")), *(folder / head for head in HEADS)]:
+        yield from torch.load(f, map_location="cpu", weights_only=True).values()
+
+
 def save_as_sentence_transformer(folder: Path, target: Path, max_seq_length: int) -> None:
     """Write FlagEmbedding's output ``folder`` as a complete sentence-transformers folder at ``target``
     ([CLS] pooling and normalization, as bge-m3) with the trained heads beside the encoder."""

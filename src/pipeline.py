@@ -31,6 +31,7 @@ from types import ModuleType
 
 from src import cli, evaluate, synth_data, train
 from src.base_model import STANDIN_NAME, ensure_standin
+from src.domain import DEFAULT_FILE
 
 # The training recipe both profiles share, chosen on the independent sets' dev part (bench/recipes.py,
 # README "레시피 후보"): noisy query copies, English<->Korean rows and general-language rows in the data,
@@ -74,27 +75,23 @@ def file_digest(path: Path) -> str:
 
 
 def model_digest(name: str) -> str:
-    """The content of a model argument: its folder's files (the stand-in's short name and a Hub id already
-    in the local cache are resolved to their folders); an uncached Hub id contributes its name only."""
-    folder = Path(name).expanduser()
+    """The content of a model argument: a local folder's files (the stand-in's short name resolved to its
+    folder). A Hub id is keyed by its name: its cache fills in as it is used (the M3 heads are fetched
+    when the model is saved), so hashing the cache would re-run a stage for nothing."""
     if name == STANDIN_NAME:
-        folder = ensure_standin()
-    elif not folder.exists():
-        from huggingface_hub import snapshot_download
-
-        try:
-            folder = Path(snapshot_download(name, local_files_only=True))
-        except Exception:  # noqa: BLE001 - not cached, not a Hub id: the name is all there is
-            return hashlib.sha256(f"name:{name}".encode()).hexdigest()
-    return file_digest(folder)
+        return file_digest(ensure_standin())
+    folder = Path(name).expanduser()
+    if folder.exists():
+        return file_digest(folder)
+    return hashlib.sha256(f"hub:{name}".encode()).hexdigest()
 
 
 @functools.cache
 def code_version() -> str:
-    """The project's version and a hash of its source (src/*.py): a new release or edited code re-runs
-    every stage."""
+    """The project's version and a hash of its source (src/*.py) and of the default domain file, which the
+    code reads without a flag (report labels): a new release or edited code re-runs every stage."""
     version = re.search(r'^version = "([^"]+)"', (REPO_ROOT / "pyproject.toml").read_text(), re.M)
-    sources = "".join(file_digest(p) for p in sorted((REPO_ROOT / "src").glob("*.py")))
+    sources = "".join(file_digest(p) for p in [*sorted((REPO_ROOT / "src").glob("*.py")), DEFAULT_FILE])
     return f"{version.group(1) if version else '?'}+{hashlib.sha256(sources.encode()).hexdigest()[:16]}"
 
 
@@ -167,16 +164,17 @@ def main(argv: list[str] | None = None) -> int:
         "--base_model", args.base_model, "--train_data", str(data / "train.jsonl"), "--output_dir", str(model),
         *profile["train"], *seed, *extra["train"],
     ]  # fmt: skip
-    eval_argv = [
-        "--model", str(model), "--base_model", args.base_model, "--test_data", str(data / "test.jsonl"),
-        "--corpus", str(data / "corpus_test.jsonl"), "--output_dir", str(report), *seed, *extra["eval"],
-    ]  # fmt: skip
     try:
         times = {
             "synth_data": run_stage("synth_data", synth_data, synth_argv, data),
             "train": run_stage("train", train, train_argv, model),
-            "evaluate": run_stage("evaluate", evaluate, eval_argv, report),
         }
+        base = train.parse_args(train_argv).base_model  # the base train used (--train_args may name another)
+        eval_argv = [
+            "--model", str(model), "--base_model", base, "--test_data", str(data / "test.jsonl"),
+            "--corpus", str(data / "corpus_test.jsonl"), "--output_dir", str(report), *seed, *extra["eval"],
+        ]  # fmt: skip
+        times["evaluate"] = run_stage("evaluate", evaluate, eval_argv, report)
     except StageFailed as e:  # the stage printed its own one-line error
         print(f"[pipeline] {e}", file=sys.stderr)
         return e.code

@@ -201,9 +201,13 @@ def print_results(title: str, columns: dict[str, tuple[Index, list[tuple[int, fl
 
 
 def non_empty_text(text: str) -> str:
-    """An argparse type: a query or term with at least one non-space character."""
+    """An argparse type: a query or term with at least one non-space character, valid UTF-8."""
     if not text.strip():
         raise argparse.ArgumentTypeError("empty text")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes on the command line arrive as lone surrogates
+        raise argparse.ArgumentTypeError("not valid UTF-8") from None
     return text
 
 
@@ -214,8 +218,8 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--base_model", type=cli.model_name, help="also show this model's results side by side")
     p.add_argument("--corpus", type=cli.input_file,
                    help="corpus file (.txt, passage or FAQ JSONL, glossary); default: the glossary")  # fmt: skip
-    p.add_argument("--templates", type=cli.input_file, default="data/templates_ko.yaml",
-                   help="the domain file a glossary corpus is checked against")  # fmt: skip
+    p.add_argument("--templates", type=cli.input_file,
+                   help="the domain file a glossary corpus is checked against (default: data/templates_ko.yaml)")  # fmt: skip
     p.add_argument("--query", type=non_empty_text, action="append",
                    help="a query (repeatable); none: read queries interactively")  # fmt: skip
     p.add_argument("--related", type=non_empty_text, action="append", metavar="TERM",
@@ -264,7 +268,7 @@ def _prompt() -> str | None:
 @cli.entry_point
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    docs, as_queries = load_corpus(args.corpus, load_domain(args.templates))
+    docs, as_queries = load_corpus(args.corpus, load_domain(args.templates) if args.templates else None)
     systems = {}
     for label, name in (("fine-tuned", args.model), ("base", args.base_model)):
         if name:

@@ -10,12 +10,12 @@ The split is by concept (default): no concept of test.jsonl appears in train.jso
 test score measures generalisation to concepts the model never saw. ``--split row`` is the naive
 row-level split, kept only for comparison.
 
-    uv run python -m src.synth_data --pairs-per-term 6 --pairs-per-acronym 8
+    uv run python -m src.synth_data --pairs_per_term 6 --pairs_per_acronym 8
 
 Inputs: the domain file (data/templates_ko.yaml: categories, query and passage templates; src.domain),
 the rich glossary (data/glossary_ko.jsonl) and the seed-style files data/terms_electronics_ko.txt
 (one term per line) and data/acronyms_ko.jsonl ({acronym, full, definition}); lines of the seed-style
-files that the glossary does not cover become extra concepts. Outputs (in --output-dir): train.jsonl,
+files that the glossary does not cover become extra concepts. Outputs (in --output_dir): train.jsonl,
 test.jsonl (src.data.Triplet rows), corpus_train.jsonl and corpus_test.jsonl (src.data.Passage: every
 passage of each split's concepts, the retrieval corpus of the evaluation).
 """

@@ -142,8 +142,8 @@ def build_parser() -> cli.ArgumentParser:
         "--base_model", type=cli.model_name, help="also project this model's embeddings (before vs after)"
     )
     p.add_argument("--glossary", type=cli.input_file, default=str(GLOSSARY))
-    p.add_argument("--templates", type=cli.input_file, default="data/templates_ko.yaml",
-                   help="the domain file the glossary is checked against")  # fmt: skip
+    p.add_argument("--templates", type=cli.input_file,
+                   help="the domain file the glossary is checked against (default: data/templates_ko.yaml)")  # fmt: skip
     p.add_argument(
         "--neighbors", type=cli.positive_int, default=5, help="k nearest concepts linked to each concept"
     )
@@ -158,7 +158,7 @@ def build_parser() -> cli.ArgumentParser:
 @cli.entry_point
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    concepts = load_glossary(args.glossary, load_domain(args.templates))
+    concepts = load_glossary(args.glossary, load_domain(args.templates) if args.templates else None)
     if len(concepts) < 3:
         raise cli.UsageError(f"{args.glossary}: {len(concepts)} concepts; a term map needs at least 3")
     docs = [concept_doc(c) for c in concepts]

@@ -30,7 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -633,13 +633,13 @@ def training_arguments(config: TrainConfig, model, splits: Splits, columns: tupl
     )
 
 
-def check_finite(model, train_loss: float) -> None:
-    """Raise TrainingDiverged when the loss or any weight is NaN or infinite (a learning rate too high,
-    fp16 overflow): such a model must not be saved, let alone registered."""
+def check_finite(tensors: Iterable, train_loss: float | None) -> None:
+    """Raise TrainingDiverged when the loss or any weight in ``tensors`` is NaN or infinite (a learning rate
+    too high, fp16 overflow, a broken base model): such a model must not be saved, let alone registered."""
     import torch
 
-    bad = sum(int((~torch.isfinite(p)).sum()) for p in model.parameters() if p.is_floating_point())
-    if bad or not math.isfinite(train_loss):
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in tensors if t.is_floating_point())
+    if bad or (train_loss is not None and not math.isfinite(train_loss)):
         raise TrainingDiverged(f"training diverged: loss {train_loss}, {bad:,} non-finite weights; nothing was "
                                "saved (lower --learning_rate, or train in fp32)")  # fmt: skip
 
@@ -701,7 +701,12 @@ def train(config: TrainConfig):
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume_from)
     wall = time.perf_counter() - started
-    check_finite(model, result.training_loss)
+    try:
+        check_finite(model.parameters(), result.training_loss)
+    except TrainingDiverged:
+        if is_main:  # the checkpoints diverged too: nothing worth resuming from
+            shutil.rmtree(config.checkpoint_dir, ignore_errors=True)
+        raise
     final_dev = dev_metrics_of_best(trainer.state) or (evaluator(model) if evaluator else {})
 
     # 8. save (rank 0 only), atomically
@@ -762,6 +767,7 @@ def train_unified(config: TrainConfig):
             config, Path(base_path), rows, work, pick_precision(pick_device(config.device))
         )
         wall = time.perf_counter() - started
+        check_finite(m3.saved_tensors(trained), None)
         summary = {
             "base_model": config.base_model,
             "base_model_path": base_path,

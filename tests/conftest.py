@@ -65,6 +65,24 @@ def triplets(synth_dir, tmp_path_factory) -> Path:
     return path
 
 
+def _poisoned_copy(model_dir: Path, target: Path) -> Path:
+    """A copy of a model folder with NaN in its word embeddings: training on it diverges for real."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(model_dir, target)
+    weights = load_file(target / "model.safetensors")
+    name = next(k for k in weights if k.endswith("word_embeddings.weight"))
+    weights[name][:, 0] = float("nan")  # every token: the first forward pass is NaN
+    save_file(weights, target / "model.safetensors", metadata={"format": "pt"})
+    return target
+
+
+@pytest.fixture(scope="session")
+def poisoned_copy():
+    """``poisoned_copy(model_dir, target)``: a copy of a model folder that makes training diverge."""
+    return _poisoned_copy
+
+
 @contextlib.contextmanager
 def scoring_module(folder: Path) -> Iterator:
     """src/score.py initialised over ``folder`` as the Azure ML server does (AZUREML_MODEL_DIR, then

@@ -105,7 +105,7 @@ def test_every_stage_reports_bad_input_in_one_line_with_exit_code_2(
     ("evaluate", ["--batch_size", "0"], "--batch_size: must be a finite number in [1, inf]"),
     ("evaluate", ["--bootstrap", "5"], "--bootstrap: must be a finite number in [100, inf]"),
     ("evaluate", ["--m3_weights", "1", "nan", "1"], "--m3_weights: must be a finite number in [0, inf]"),
-    ("evaluate", ["--m3_weights", "0", "0", "0", "--test_data", "README.md", "--corpus", "README.md"],
+    ("evaluate", ["--m3_weights", "0", "0", "0", "--model", "src", "--test_data", "README.md", "--corpus", "README.md"],
      "--m3_weights: at least one weight must be above 0"),
     ("synth_data", ["--query_noise", "2"], "--query_noise: must be a finite number in [0, 1]"),
     ("synth_data", ["--cross_lingual", "4"], "--cross_lingual: must be a finite number in [0, 3]"),
@@ -153,8 +153,11 @@ def test_old_spellings_and_hyphens_still_parse(tmp_path):
     assert (config.model, config.base_model, config.output_dir) == ("x", "none", Path("r"))
     args = search.build_parser().parse_args(["--model_path", "m", "--compare", "b"])
     assert (args.model, args.base_model) == ("m", "b")
-    # a value that looks like a flag, after --, is left alone
-    assert cli.ArgumentParser("x")._canonical("--model-path=a") == "--model-path=a"
+    args = search.build_parser().parse_args(["--model-path=m", "--top-k", "3", "--query=--model-path"])
+    assert (args.model, args.top_k, args.query) == ("m", 3, ["--model-path"])  # a value is never renamed
+    parser = cli.ArgumentParser("x")
+    parser.add_argument("rest", nargs="*")
+    assert parser.parse_args(["--", "--model_path"]).rest == ["--model_path"]  # nor anything after --
 
 
 def test_number_types_refuse_nan_infinity_and_out_of_range():
@@ -233,6 +236,10 @@ def test_evaluate_refuses_a_broken_training_summary(tmp_path):
 def test_search_refuses_an_empty_query_and_undecodable_stdin(tiny_model_dir, tmp_path, capsys):
     assert search.main(["--model", str(tiny_model_dir), "--query", "  "]) == 2
     assert "argument --query: empty text" in capsys.readouterr().err
+    assert (
+        search.main(["--model", str(tiny_model_dir), "--query", "PWM\udcff"]) == 2
+    )  # undecodable argv bytes
+    assert "argument --query: not valid UTF-8" in capsys.readouterr().err
     corpus = tmp_path / "c.txt"
     corpus.write_text("벅 컨버터\n부스트 컨버터\n")
     result = subprocess.run(

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from src.data import DataError, Triplet, atomic_path, read_jsonl, write_jsonl
+from src.data import DataError, Triplet, atomic_path, read_jsonl, write_jsonl, write_jsonl_files
 
 GOOD = {
     "query": "PWM이 뭐야?",
@@ -106,3 +106,32 @@ def test_atomic_dir_replaces_whole_folder_or_nothing(tmp_path):
     with atomic_path(target, is_dir=True) as tmp:
         (tmp / "c.txt").write_text("2")
     assert sorted(p.name for p in target.iterdir()) == ["c.txt"]
+
+
+def test_several_files_are_replaced_together_or_not_at_all(tmp_path):
+    for name in ("a.jsonl", "b.jsonl", "c.jsonl"):
+        write_jsonl(tmp_path / name, [{"old": name}])
+
+    def breaks_halfway():
+        yield {"new": 1}
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_jsonl_files(
+            tmp_path, {"a.jsonl": [{"new": 0}], "b.jsonl": breaks_halfway(), "c.jsonl": [{"new": 2}]}
+        )
+    for name in ("a.jsonl", "b.jsonl", "c.jsonl"):  # a.jsonl was complete, yet it is not replaced alone
+        assert (tmp_path / name).read_text() == json.dumps({"old": name}) + "\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl", "b.jsonl", "c.jsonl"]
+    assert write_jsonl_files(tmp_path, {"a.jsonl": [{"n": 1}], "b.jsonl": [{"n": 2}, {"n": 3}]}) == {
+        "a.jsonl": 1,
+        "b.jsonl": 2,
+    }
+
+
+def test_an_output_folder_that_is_a_file_is_refused_untouched(tmp_path):
+    target = tmp_path / "report"
+    target.write_text("my notes")
+    with pytest.raises(DataError, match="exists and is not a folder"), atomic_path(target, is_dir=True):
+        pass
+    assert target.read_text() == "my notes" and [p.name for p in tmp_path.iterdir()] == ["report"]

@@ -52,6 +52,7 @@ def test_a_broken_domain_file_is_named_by_line(tmp_path, old, new, message, line
     ("name: x\n", "missing section"),
     (TEXT.replace("  general: ", "  generalx: "), "must include 'general'"),
     (TEXT + "extra: 1\n", "unknown section 'extra'"),
+    (TEXT.replace("name: 전기·전자", "name: 전기\x07"), "malformed YAML: unacceptable character"),
 ])  # fmt: skip
 def test_a_domain_file_lacking_what_synth_needs_is_refused(tmp_path, text, message):
     path = tmp_path / "templates.yaml"

@@ -64,6 +64,7 @@ def test_margins_are_configurable(tmp_path):
     (json.dumps(metrics()).replace("0.85", "null"), "ndcg@10 must be a finite number, got None"),
     (metrics(low=None), "bootstrap.base (e5-small-offline).low must be a finite number, got None"),
     ({**metrics(), "roles": {"fine_tuned": [TUNED], "baseline": BASE}}, "no fine-tuned and baseline roles"),
+    ("[" * 100_000 + "]" * 100_000, "not valid JSON (RecursionError"),
 ])  # fmt: skip
 def test_malformed(tmp_path, capsys, data, message):
     assert run(tmp_path, data) == 2

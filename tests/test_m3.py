@@ -144,6 +144,15 @@ def test_unified_finetuning_backend_trains_all_three_heads(tiny_m3_dir, data, tm
     np.testing.assert_allclose(m3.encode(m3.load(out), TEXTS, 4, 64).dense, dense, atol=1e-5)
 
 
+def test_unified_backend_refuses_a_diverged_model(tiny_m3_dir, data, poisoned_copy, tmp_path, capsys):
+    base = poisoned_copy(tiny_m3_dir, tmp_path / "poisoned")
+    out = tmp_path / "unified"
+    assert train.main(["--backend", "flagembedding", "--base_model", str(base), "--train_data", str(data / "small.jsonl"),
+                       "--output_dir", str(out), "--use_cpu", "--batch_size", "4", "--max_steps", "2",
+                       "--max_seq_length", "48"]) == 2  # fmt: skip
+    assert "training diverged" in capsys.readouterr().err and not out.exists()
+
+
 def test_unified_backend_refuses_dense_only_models_and_unsupported_flags(
     tiny_model_dir, tiny_m3_dir, data, tmp_path, capsys
 ):

@@ -34,7 +34,8 @@ def test_each_stage_reruns_exactly_when_an_input_it_reads_changes(tiny_model_dir
     ]  # no links outside the subset
     glossary.write_text("".join(kept), encoding="utf-8")
     shutil.copy(ROOT / "data" / "sts_ko_sample.tsv", sts)
-    argv = ["--base_model", str(tiny_model_dir), "--output_dir", str(tmp_path / "p"), "--train_args", TRAIN_ARGS,
+    base = shutil.copytree(tiny_model_dir, tmp_path / "base")
+    argv = ["--base_model", str(base), "--output_dir", str(tmp_path / "p"), "--train_args", TRAIN_ARGS,
             "--synth_args", f"--glossary {shlex.quote(str(glossary))} --terms '' --acronyms '' --test_split 0.3",
             "--eval_args", f"--sts {shlex.quote(str(sts))} --eval_dir '' --sample_size 60 --bootstrap 200"]  # fmt: skip
     assert main(argv) == 0
@@ -61,6 +62,10 @@ def test_each_stage_reruns_exactly_when_an_input_it_reads_changes(tiny_model_dir
     glossary.write_text("".join(kept[:-1]), encoding="utf-8")
     assert main(argv) == 0  # a file passed through --synth_args changed: everything downstream re-runs
     assert ran(capsys.readouterr().err) == {"synth_data", "train", "evaluate"}
+
+    (base / "README.md").write_text("edited model card")  # the base model's files: train and evaluate
+    assert main(argv) == 0
+    assert ran(capsys.readouterr().err) == {"train", "evaluate"}
 
 
 def test_a_failing_stage_stops_the_pipeline_and_leaves_no_key(tiny_model_dir, tmp_path, capsys):

@@ -366,7 +366,10 @@ def test_default_model_fails_fast_offline_and_names_the_standin(triplets, tmp_pa
         cwd=ROOT, capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "BAAI/bge-m3" in result.stderr and "--base_model e5-small-offline" in result.stderr
+    assert (
+        "BAAI/bge-m3" in result.stderr
+        and "offline stand-in by its short name: e5-small-offline" in result.stderr
+    )
     assert time.time() - started < 60
     assert not (tmp_path / "m").exists()
 
@@ -405,16 +408,30 @@ def test_cuda_requested_without_a_gpu_stops_instead_of_training_on_cpu(tiny_mode
     assert parse_args([*argv, "--use_cpu"]).device == "cpu"
 
 
-def test_a_diverged_model_is_refused_not_saved(tiny_model_dir):
+def test_non_finite_losses_and_weights_are_refused(tiny_model_dir):
     import torch
 
     from src.train import TrainingDiverged, check_finite
 
     model = load_model(str(tiny_model_dir), parse_args(["--train_data", __file__]), "cpu")
-    check_finite(model, 0.5)  # a healthy model passes
+    check_finite(model.parameters(), 0.5)  # a healthy model passes
     with pytest.raises(TrainingDiverged, match="loss nan, 0 non-finite weights"):
-        check_finite(model, float("nan"))
+        check_finite(model.parameters(), float("nan"))
     with torch.no_grad():
         next(model.parameters())[0, :3] = float("inf")
     with pytest.raises(TrainingDiverged, match="3 non-finite weights; nothing was saved"):
-        check_finite(model, 0.5)
+        check_finite(model.parameters(), 0.5)
+
+
+@pytest.mark.slow
+def test_a_run_that_diverges_saves_nothing(tiny_model_dir, triplets, poisoned_copy, tmp_path, capsys):
+    """A base model with NaN weights makes every loss NaN (which the trainer's log filter reports as 0.0):
+    the weights give it away; the run ends with one error, exit 2, and neither a model folder nor checkpoints."""
+    base = poisoned_copy(tiny_model_dir, tmp_path / "poisoned")
+    out = tmp_path / "m"
+    assert main(tiny_args(base, triplets, out)) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert (
+        len(err) == 1 and "training diverged" in err[0] and "non-finite weights; nothing was saved" in err[0]
+    ), err
+    assert not out.exists() and not out.with_name("m-checkpoints").exists()
