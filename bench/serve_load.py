@@ -83,7 +83,9 @@ def main() -> None:
 
     from src.base_model import resolve_model
 
-    root = Path(tempfile.mkdtemp(prefix="serve_load-"))  # <root>/<name>/<version>/<folder>, as azmlinfsrv lists it
+    root = Path(
+        tempfile.mkdtemp(prefix="serve_load-")
+    )  # <root>/<name>/<version>/<folder>, as azmlinfsrv lists it
     (root / "e5-small-offline" / "1").mkdir(parents=True)
     (root / "e5-small-offline" / "1" / "model").symlink_to(Path(resolve_model("e5-small-offline")).resolve())
     with socket.socket() as s:
