@@ -3,8 +3,9 @@
 The same command runs on a laptop CPU (``--use_cpu``), Apple MPS, a CUDA GPU, and under
 ``torchrun --nproc_per_node N`` (DDP) on Azure ML. The flow:
 
-    1. load the base model (stand-in short name, local folder or Hub id; checked offline first)
-    2. load the triplets, hold out a dev slice of *concepts* for model selection
+    1. load the triplets, hold out a dev slice of *concepts* for model selection (first: a broken file
+       fails in milliseconds, not after loading a 2 GB model)
+    2. load the base model (stand-in short name, local folder or Hub id; checked offline first)
     3. optionally mine hard negatives with the base model
     4. loss: in-batch negatives + the row's hard negative (MultipleNegativesRankingLoss), or its
        cached (GradCache) variant for large effective batches in little memory
@@ -668,12 +669,12 @@ def train(config: TrainConfig):
     is_main = int(os.environ.get("RANK", "0")) == 0
     device = pick_device(config.device)
 
-    # 1. model
+    # 1. data, with a dev slice of concepts
+    splits = load_splits(config)
+
+    # 2. model
     base_path = resolve_model(config.base_model)
     model = load_model(base_path, config, device)
-
-    # 2. data, with a dev slice of concepts
-    splits = load_splits(config)
 
     # 3. optional hard-negative mining with the base model
     if config.mine_hard_negatives:
