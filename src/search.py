@@ -200,14 +200,22 @@ def print_results(title: str, columns: dict[str, tuple[Index, list[tuple[int, fl
 # ----------------------------------------------------------------------------- command line
 
 
+def is_utf8(text: str) -> bool:
+    """False for text holding lone surrogates: how Python passes on undecodable bytes of the command line
+    or of stdin under a C locale."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def non_empty_text(text: str) -> str:
     """An argparse type: a query or term with at least one non-space character, valid UTF-8."""
     if not text.strip():
         raise argparse.ArgumentTypeError("empty text")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:  # undecodable bytes on the command line arrive as lone surrogates
-        raise argparse.ArgumentTypeError("not valid UTF-8") from None
+    if not is_utf8(text):
+        raise argparse.ArgumentTypeError("not valid UTF-8")
     return text
 
 
@@ -250,10 +258,8 @@ def read_queries() -> list[str]:
     except UnicodeDecodeError as e:
         raise DataError("<stdin>", f"not valid UTF-8 (byte {e.start})") from None
     for number, line in enumerate(lines, start=1):
-        try:
-            line.encode("utf-8")  # under a C locale, undecodable bytes arrive as lone surrogates
-        except UnicodeEncodeError:
-            raise DataError("<stdin>", "not valid UTF-8", number) from None
+        if not is_utf8(line):
+            raise DataError("<stdin>", "not valid UTF-8", number)
     return [line for line in lines if line]
 
 
