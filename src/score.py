@@ -18,13 +18,21 @@ SCORE_MAX_RESPONSE_BYTES (response body, default 1,500,000: managed online endpo
 response with a 424, so a request whose response would exceed it gets a 413 instead), SCORE_BATCH_SIZE
 (encoding batch, default 16; bounds memory for large requests). Bad requests get a 4xx JSON error; only a
 genuine server fault is a 500. Logs carry counts, sizes and timings, never text.
+
+Backend, from SCORE_BACKEND (default "auto"): "auto" serves the folder's int8 ONNX file
+(onnx/model_qint8_*.onnx, written by src.export) when it has one and PyTorch otherwise; "onnx-int8", "onnx"
+(fp32) and "torch" force one. The ONNX backends run on onnxruntime + tokenizers + numpy through
+onnx_encoder.py, deployed beside this file, and never import torch: that is the lean scoring environment
+(azureml/score-env). The sparse and ColBERT outputs of an M3 model come from the same ONNX run there.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -32,8 +40,10 @@ from typing import NamedTuple
 logger = logging.getLogger("score")
 
 INPUT_TYPES = ("query", "passage")
-model = None
-m3_model = None  # FlagEmbedding's BGEM3FlagModel when the folder has the M3 heads
+BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+model = None  # a SentenceTransformer, or an onnx_encoder.OnnxEncoder
+m3_model = None  # the M3 encoder when the folder has the heads: BGEM3FlagModel, or the same OnnxEncoder
+backend = ""
 # src.m3.HEADS; repeated because Azure ML deploys this file without the rest of src/
 M3_HEADS = ("colbert_linear.pt", "sparse_linear.pt")
 model_name = ""
@@ -76,9 +86,8 @@ def find_model_folder(root: Path) -> Path:
 
 
 def init() -> None:
-    """Load the model once per worker from AZUREML_MODEL_DIR."""
-    global model, m3_model, model_name
-    from sentence_transformers import SentenceTransformer
+    """Load the model once per worker from AZUREML_MODEL_DIR, with the backend SCORE_BACKEND picks."""
+    global model, m3_model, model_name, backend
 
     logger.setLevel(logging.INFO)  # the server owns the handlers; this logger's records reach them at INFO
     root = os.environ.get("AZUREML_MODEL_DIR")
@@ -86,20 +95,64 @@ def init() -> None:
         raise RuntimeError("AZUREML_MODEL_DIR is not set")
     folder = find_model_folder(Path(root))
     started = time.perf_counter()
-    device = "cuda" if _cuda() else "cpu"
-    model = SentenceTransformer(str(folder), device=device)
-    if all((folder / head).is_file() for head in M3_HEADS):
-        from FlagEmbedding import BGEM3FlagModel
-
-        m3_model = BGEM3FlagModel(str(folder), use_fp16=device == "cuda", devices=[device])
+    backend = pick_backend(folder, os.environ.get("SCORE_BACKEND", "auto"))
+    if backend == "torch":
+        model, m3_model = load_torch(folder)
+    else:
+        model = onnx_encoder().OnnxEncoder(folder, backend)
+        m3_model = model if model.heads is not None else None
     model_name = registered_name(Path(root), folder)
     dim = model.get_embedding_dimension()
-    logger.info("loaded model %s (dim %d) in %.1f s", model_name, dim, time.perf_counter() - started)
+    logger.info("loaded model %s (dim %d, backend %s) in %.1f s", model_name, dim, backend,
+                time.perf_counter() - started)  # fmt: skip
     worst = limit("SCORE_MAX_TEXTS", 64) * dim * JSON_FLOAT_BYTES
     cap = limit("SCORE_MAX_RESPONSE_BYTES", MAX_RESPONSE_BYTES)
     if worst > cap:
         logger.warning("SCORE_MAX_TEXTS x dim allows responses of up to %d bytes, over SCORE_MAX_RESPONSE_BYTES (%d): "
                        "the largest requests will get a 413", worst, cap)  # fmt: skip
+
+
+def onnx_encoder():
+    """The onnx_encoder module beside this file, loaded by path: Azure ML deploys src/ as plain files, and
+    putting src/ itself on sys.path would let its data.py or cli.py shadow installed packages."""
+    if "score_onnx_encoder" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "score_onnx_encoder", Path(__file__).with_name("onnx_encoder.py")
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return sys.modules["score_onnx_encoder"]
+
+
+def pick_backend(folder: Path, requested: str) -> str:
+    """The backend to serve ``folder`` with: ``requested``, or for "auto" int8 ONNX when the folder has it."""
+    if requested not in BACKENDS:
+        raise RuntimeError(f"SCORE_BACKEND must be one of {', '.join(BACKENDS)}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    try:
+        onnx_encoder().variant_file(folder, "onnx-int8")
+        return "onnx-int8"
+    except FileNotFoundError:
+        if importlib.util.find_spec("torch") is None:
+            raise RuntimeError(f"{folder} has no ONNX variant and this environment has no torch: "
+                               "export one with python -m src.export --model <folder>") from None  # fmt: skip
+        return "torch"
+
+
+def load_torch(folder: Path):
+    """(SentenceTransformer, BGEM3FlagModel or None) on CUDA when there is one, else CPU."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    st_model = SentenceTransformer(str(folder), device=device)
+    if not all((folder / head).is_file() for head in M3_HEADS):
+        return st_model, None
+    from FlagEmbedding import BGEM3FlagModel
+
+    return st_model, BGEM3FlagModel(str(folder), use_fp16=device == "cuda", devices=[device])
 
 
 def registered_name(root: Path, folder: Path) -> str:
@@ -112,12 +165,6 @@ def registered_name(root: Path, folder: Path) -> str:
     if len(parts) >= 2 and parts[1].isdigit():
         return f"{parts[0]}:{parts[1]}"
     return folder.name
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def parse_request(raw_data) -> Request:
@@ -222,8 +269,9 @@ def run(raw_data):
 
 def m3_outputs(request: Request) -> dict:
     """The requested M3 modes: "sparse" [{token: weight}] and/or "colbert" [[[float] per token]]."""
-    out = m3_model.encode(request.texts, batch_size=limit("SCORE_BATCH_SIZE", 16), return_dense=False,
-                          return_sparse=request.return_sparse, return_colbert_vecs=request.return_colbert)  # fmt: skip
+    encode = m3_model.encode if backend == "torch" else m3_model.encode_m3
+    out = encode(request.texts, batch_size=limit("SCORE_BATCH_SIZE", 16), return_dense=False,
+                 return_sparse=request.return_sparse, return_colbert_vecs=request.return_colbert)  # fmt: skip
     result = {}
     if request.return_sparse:
         result["sparse"] = [{m3_model.tokenizer.decode([int(t)]): round(float(w), 6) for t, w in weights.items()}

@@ -84,24 +84,25 @@ def poisoned_copy():
 
 
 @contextlib.contextmanager
-def scoring_module(folder: Path) -> Iterator:
-    """src/score.py initialised over ``folder`` as the Azure ML server does (AZUREML_MODEL_DIR, then
-    init()); its module state is cleared afterwards so the next user starts clean."""
+def scoring_module(folder: Path, backend: str = "auto") -> Iterator:
+    """src/score.py initialised over ``folder`` as the Azure ML server does (AZUREML_MODEL_DIR and
+    SCORE_BACKEND, then init()); its module state is cleared afterwards so the next user starts clean."""
     from src import score
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AZUREML_MODEL_DIR", str(folder))
+        mp.setenv("SCORE_BACKEND", backend)
         score.init()
         try:
             yield score
         finally:
             score.model = score.m3_model = None
-            score.model_name = ""
+            score.model_name = score.backend = ""
 
 
 @pytest.fixture(scope="session")
 def scoring():
-    """``with scoring(folder) as score:`` the scoring module loaded over a model folder."""
+    """``with scoring(folder[, backend]) as score:`` the scoring module loaded over a model folder."""
     return scoring_module
 
 
@@ -155,6 +156,27 @@ def tiny_m3_dir(tmp_path_factory, xlmr_tokenizer) -> Path:
     torch.save(torch.nn.Linear(32, 32).state_dict(), path / "colbert_linear.pt")
     torch.save(torch.nn.Linear(32, 1).state_dict(), path / "sparse_linear.pt")
     return path
+
+
+def export_copy(model_dir: Path, target: Path, *flags: str) -> Path:
+    """A copy of a model folder with its ONNX variants written by src.export (``flags`` added)."""
+    from src.export import main as export_main
+
+    shutil.copytree(model_dir, target, ignore=shutil.ignore_patterns("onnx"))
+    assert export_main(["--model", str(target), *flags]) == 0
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """The tiny encoder with onnx/model.onnx and onnx/model_qint8_avx2.onnx."""
+    return export_copy(tiny_model_dir, tmp_path_factory.mktemp("tiny-onnx") / "tiny-encoder")
+
+
+@pytest.fixture(scope="session")
+def tiny_m3_onnx_dir(tmp_path_factory, tiny_m3_dir) -> Path:
+    """The tiny M3 folder with its ONNX variants and the heads as numpy weights."""
+    return export_copy(tiny_m3_dir, tmp_path_factory.mktemp("tiny-m3-onnx") / "tiny-m3")
 
 
 @pytest.fixture(scope="session")

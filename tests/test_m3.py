@@ -12,6 +12,7 @@ import pytest
 
 from src import evaluate, m3, train
 from src.data import Triplet, read_jsonl, write_jsonl
+from tests.conftest import export_copy
 
 pytestmark = pytest.mark.slow  # every test here trains, serves or builds an environment
 
@@ -116,6 +117,28 @@ def test_score_returns_sparse_and_colbert_for_m3(scoring, trained_m3):
     assert all(len(vec) == 32 for token_vectors in result["colbert"] for vec in token_vectors)
     assert "sparse" not in dense_only
     assert bad.status_code == 400 and "return_sparse" in bad.get_data(as_text=True)
+
+
+def test_score_serves_the_three_modes_from_onnx_as_from_pytorch(scoring, trained_m3, tmp_path):
+    """The lean path: the ONNX transformer and the heads as numpy weights give PyTorch/FlagEmbedding's
+    dense, sparse (same tokens, same weights) and ColBERT outputs; int8 stays close."""
+    folder = export_copy(trained_m3, tmp_path / "model")
+    body = json.dumps({"texts": TEXTS, "input_type": "query", "return_sparse": True, "return_colbert": True})
+    results = {}
+    for backend in ("torch", "onnx", "onnx-int8"):
+        with scoring(folder, backend) as s:
+            results[backend] = s.run(body)
+    torch_out = results["torch"]
+    for backend, tolerance in (("onnx", 1e-5), ("onnx-int8", 0.05)):
+        out = results[backend]
+        np.testing.assert_allclose(out["embeddings"], torch_out["embeddings"], atol=tolerance)
+        for want, have in zip(torch_out["sparse"], out["sparse"], strict=True):
+            if backend == "onnx":
+                assert set(have) == set(want)  # token strings decoded alike by tokenizers and transformers
+            shared = set(have) & set(want)
+            assert len(shared) >= 0.8 * len(want) and all(abs(have[t] - want[t]) < tolerance for t in shared)
+        for want, have in zip(torch_out["colbert"], out["colbert"], strict=True):
+            np.testing.assert_allclose(have, want, atol=tolerance)
 
 
 def test_score_refuses_m3_outputs_for_a_dense_model(scoring, tiny_model_dir):

@@ -27,10 +27,11 @@ TEXTS = ["PWM이 뭐야?", "벅 컨버터는 입력보다 낮은 전압을 만�
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    """The tiny model laid out as Azure ML mounts a registered model: <root>/<name>/<version>/<folder>."""
+def model_dir(tiny_onnx_dir, tmp_path_factory) -> Path:
+    """The tiny model with its ONNX variants, laid out as Azure ML mounts a registered model:
+    <root>/<name>/<version>/<folder>."""
     version_dir = tmp_path_factory.mktemp("mount") / "azureml-models" / "bge-m3-kr" / "1"
-    shutil.copytree(tiny_model_dir, version_dir / "model")  # the job output's folder name
+    shutil.copytree(tiny_onnx_dir, version_dir / "model")  # the job output's folder name
     return version_dir
 
 
@@ -84,20 +85,33 @@ def serving(azmlinfsrv: Path, model_dir: Path, env: dict[str, str], log_file: Pa
             proc.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def server(model_dir, tmp_path_factory):
+# PyTorch, and the default "auto", which serves the folder's int8 ONNX file without importing torch
+@pytest.fixture(scope="module", params=["torch", "auto"])
+def server(model_dir, tmp_path_factory, request):
     env = {**os.environ, "SCORE_MAX_TEXTS": "8", "SCORE_MAX_CHARS": "200", "SCORE_MAX_BYTES": "4096",
-           "SCORE_MAX_RESPONSE_BYTES": "4000"}  # fmt: skip
+           "SCORE_MAX_RESPONSE_BYTES": "4000", "SCORE_BACKEND": request.param}  # fmt: skip
     log = tmp_path_factory.mktemp("server") / "server.log"
     with serving(Path(sys.executable).with_name("azmlinfsrv"), model_dir, env, log) as url:
-        yield url, log
+        yield url, log, request.param
+
+
+def same_embeddings(got: np.ndarray, expected: np.ndarray, backend: str) -> None:
+    """PyTorch's embeddings to 1e-5; the int8 variant's to a cosine of at least 0.99 per text."""
+    if backend == "torch":
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    else:
+        assert (
+            (got * expected).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(expected, axis=1)
+        ).min() > 0.99
 
 
 @pytest.mark.slow
 def test_embeddings_equal_sentence_transformers(server, tiny_model_dir):
     from sentence_transformers import SentenceTransformer
 
-    url, _ = server
+    url, log, requested = server
+    served = re.search(r"backend (\S+)\)", log.read_text()).group(1)
+    assert served == {"torch": "torch", "auto": "onnx-int8"}[requested]
     model = SentenceTransformer(str(tiny_model_dir), device="cpu")
     for input_type, expected in [
         ("query", model.encode_query(TEXTS)),
@@ -112,13 +126,13 @@ def test_embeddings_equal_sentence_transformers(server, tiny_model_dir):
             and response["model"] == "bge-m3-kr:1"  # the registered model, not its folder "model"
             and response["input_type"] == input_type
         )
-        np.testing.assert_allclose(np.array(response["embeddings"]), expected, atol=1e-5)
+        same_embeddings(np.array(response["embeddings"]), expected, served)
     status, seed_form = call(url + "/score", json.dumps({"inputs": {"data": TEXTS[:1]}}).encode())
     assert status == 200 and len(seed_form["embeddings"]) == 1
     status, raw = call(url + "/score", json.dumps({"texts": TEXTS[:1], "normalize": False}).encode())
     assert status == 200  # the model's own output (this one ends in a Normalize module)
-    np.testing.assert_allclose(
-        raw["embeddings"], model.encode(TEXTS[:1], prompt="", normalize_embeddings=False), atol=1e-5
+    same_embeddings(
+        np.array(raw["embeddings"]), model.encode(TEXTS[:1], prompt="", normalize_embeddings=False), served
     )
 
 
@@ -140,7 +154,7 @@ def test_embeddings_equal_sentence_transformers(server, tiny_model_dir):
     (b'{"texts": ["ok", "\\ud800"]}', 400, '"texts"[1] is not valid Unicode: a lone surrogate'),
 ])  # fmt: skip
 def test_bad_requests_get_a_4xx_json_error_and_the_server_stays_up(server, body, status, message):
-    url, _ = server
+    url, *_ = server
     got_status, response = call(url + "/score", body)
     assert got_status == status and message in (response.get("error") or response["message"]), response
     assert call(url + "/")[0] == 200
@@ -149,7 +163,7 @@ def test_bad_requests_get_a_4xx_json_error_and_the_server_stays_up(server, body,
 
 @pytest.mark.slow
 def test_empty_body_and_form_post_are_400(server):
-    url, _ = server
+    url, *_ = server
     for body, content_type in [(b"", "application/json"), (b"a=1&b=2", "application/x-www-form-urlencoded")]:
         status, response = call(url + "/score", body, content_type)
         assert status == 400 and "empty request body" in response["error"], response
@@ -157,7 +171,7 @@ def test_empty_body_and_form_post_are_400(server):
 
 @pytest.mark.slow
 def test_logs_never_contain_request_text(server):
-    url, log = server
+    url, log, _ = server
     secret = "비밀문장XYZ"
     assert call(url + "/score", json.dumps({"texts": [secret]}).encode())[0] == 200
     time.sleep(0.3)
@@ -167,7 +181,7 @@ def test_logs_never_contain_request_text(server):
 
 @pytest.mark.slow
 def test_readme_request_example_is_served(server):
-    url, _ = server
+    url, *_ = server
     section = (ROOT / "README.md").read_text(encoding="utf-8").split("## 엔드포인트 호출", 1)[1]
     request = json.loads(re.search(r"```json\n(.*?)\n```", section, re.S).group(1))
     documented = json.loads(re.findall(r"```json\n(.*?)\n```", section, re.S)[1])
@@ -256,7 +270,43 @@ def test_init_warns_when_the_text_limit_allows_oversized_responses(model_dir, mo
     assert "responses of up to" not in caplog.text
 
 
-@pytest.fixture(scope="module")
-def loaded_score(scoring, model_dir):
-    with scoring(model_dir) as score:
+@pytest.fixture(scope="module", params=["torch", "onnx-int8"])
+def loaded_score(scoring, model_dir, request):
+    with scoring(model_dir, request.param) as score:
         yield score
+
+
+@pytest.mark.slow
+def test_the_lean_path_serves_without_importing_torch(model_dir):
+    """score.py as the inference server loads it (by file path), with the default backend: it picks the
+    int8 file, answers, and neither torch nor sentence-transformers is ever imported."""
+    program = (
+        "import importlib.util, json, sys\n"
+        "spec = importlib.util.spec_from_file_location('entry_module', sys.argv[1])\n"
+        "score = importlib.util.module_from_spec(spec); spec.loader.exec_module(score)\n"
+        "score.init()\n"
+        "out = score.run(json.dumps({'texts': ['PWM이 뭐야?'], 'input_type': 'query'}))\n"
+        "print(json.dumps({'backend': score.backend, 'dim': out['dim'],\n"
+        "                  'heavy': sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules)}))\n"
+    )  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "SCORE_BACKEND"} | {
+        "AZUREML_MODEL_DIR": str(model_dir)
+    }
+    done = subprocess.run([sys.executable, "-c", program, str(ROOT / "src" / "score.py")], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {"backend": "onnx-int8", "dim": 32, "heavy": []}
+
+
+def test_backend_choice(model_dir, tiny_model_dir, monkeypatch):
+    import src.score as score
+
+    folder = model_dir / "model"
+    assert score.pick_backend(folder, "auto") == "onnx-int8"
+    assert score.pick_backend(tiny_model_dir, "auto") == "torch"  # no ONNX files: PyTorch
+    assert score.pick_backend(folder, "onnx") == "onnx"
+    with pytest.raises(RuntimeError, match="SCORE_BACKEND must be one of auto, torch, onnx, onnx-int8"):
+        score.pick_backend(folder, "tensorrt")
+    monkeypatch.setattr(score.importlib.util, "find_spec", lambda name: None)  # an environment without torch
+    with pytest.raises(RuntimeError, match="has no ONNX variant and this environment has no torch"):
+        score.pick_backend(tiny_model_dir, "auto")
