@@ -423,6 +423,20 @@ def load_sentence_transformer(path: str, device: str = "cpu", **kwargs):
         raise ModelNotFound(f"{path}: cannot load the model ({type(e).__name__}: {reason})") from None
 
 
+def load_encoder(path: str, backend: str = "torch", device: str = "cpu"):
+    """The model at ``path`` ready to encode: a SentenceTransformer ("torch"), or the ONNX variant that
+    src.export wrote (an ``OnnxEncoder`` for "onnx" or "onnx-int8"); both have ``encode``,
+    ``encode_query`` and ``encode_document`` with the same arguments. ModelNotFound when it cannot load."""
+    if backend == "torch":
+        return load_sentence_transformer(path, device)
+    from src.onnx_encoder import OnnxEncoder, VariantMissing
+
+    try:
+        return OnnxEncoder(path, backend)
+    except VariantMissing as e:
+        raise ModelNotFound(str(e)) from None
+
+
 def resolve_model_name(name_or_path: str) -> str:
     """Turn the stand-in's short name into its local folder; any other Hub id or path is returned as is."""
     return str(ensure_standin()) if name_or_path == STANDIN_NAME else name_or_path

@@ -187,6 +187,12 @@ def model_name(text: str) -> str:
     return text
 
 
+def add_backend(parser: argparse.ArgumentParser) -> None:
+    """``--backend``: how ``--model`` runs: PyTorch, or an ONNX variant written by ``src.export``."""
+    parser.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="torch",
+                        help="run --model with PyTorch, or its ONNX fp32/int8 variant (python -m src.export)")  # fmt: skip
+
+
 def output_path(text: str) -> Path:
     """Where a stage writes: must not be empty; whether it can be written is checked when writing."""
     if not text.strip():

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from src import cli, m3
-from src.base_model import load_sentence_transformer, resolve_model
+from src.base_model import load_encoder, resolve_model
 from src.data import (
     EVAL_QUERY_STYLES,
     EVAL_SPLITS,
@@ -679,6 +679,7 @@ class EvalConfig:
 
     model: str
     base_model: str | None  # None: the base recorded in training_summary.json; "none": no baseline
+    backend: str  # how --model runs: torch, onnx or onnx-int8 (the baseline always runs on PyTorch)
     batch_size: int
     m3_weights: tuple[float, float, float]
     test_data: Path
@@ -699,6 +700,7 @@ def build_parser() -> cli.ArgumentParser:
                         help="the fine-tuned model: folder, Hub id or e5-small-offline")  # fmt: skip
     models.add_argument("--base_model", type=cli.model_name, default=None,
                         help="model to compare with (default: the base model in training_summary.json; 'none' to skip)")  # fmt: skip
+    cli.add_backend(models)
     models.add_argument("--batch_size", type=cli.positive_int, default=32)
     models.add_argument("--m3_weights", type=cli.number(float, 0), nargs=3, default=list(m3.DEFAULT_WEIGHTS),
                         metavar=("DENSE", "SPARSE", "COLBERT"),
@@ -761,9 +763,13 @@ def evaluate(config: EvalConfig, argv: list[str]) -> dict:
 
     # 2. models (checked before any encoding work)
     baseline = baseline_of(config)
-    paths = {f"fine-tuned ({Path(config.model).name})": resolve_model(config.model)}
+    tuned = f"fine-tuned ({Path(config.model).name})" + (
+        f" [{config.backend}]" if config.backend != "torch" else ""
+    )
+    paths, backends = {tuned: resolve_model(config.model)}, {tuned: config.backend}
     if baseline:
         paths[f"base ({baseline})"] = resolve_model(baseline)
+        backends[f"base ({baseline})"] = "torch"
     for path in paths.values():
         m3.require_flagembedding(path)
 
@@ -772,7 +778,8 @@ def evaluate(config: EvalConfig, argv: list[str]) -> dict:
     extras, m3_notes = {}, {}
     for name, path in paths.items():
         print(f"Encoding with {name} ...", file=sys.stderr)
-        result = dense_scores(load_sentence_transformer(path), tasks, test.rows, sts, config.batch_size)
+        encoder = load_encoder(path, backends[name])
+        result = dense_scores(encoder, tasks, test.rows, sts, config.batch_size)
         for t in tasks:
             ranked[t.key][name] = rank_top_k(result.scores[t.key])
         extras[name] = {
@@ -787,7 +794,7 @@ def evaluate(config: EvalConfig, argv: list[str]) -> dict:
         m3_notes[name] = (
             f"M3 modes evaluated; hybrid weights dense/sparse/colbert = {list(config.m3_weights)}"
         )
-        model = m3.load(path)
+        model = m3.load(path) if backends[name] == "torch" else encoder  # the ONNX encoder has the M3 heads
         for t in tasks:
             for mode, scores in m3_mode_scores(model, t, config.batch_size, config.m3_weights).items():
                 if mode != "dense":  # the dense mode is the sentence-transformers system above
@@ -805,6 +812,7 @@ def evaluate(config: EvalConfig, argv: list[str]) -> dict:
     metrics = {
         "command": "python -m src.evaluate " + shlex.join(argv),
         "model": config.model,
+        "backend": config.backend,
         "baseline_model": baseline,
         "data": {
             "test_file": str(config.test_data),

@@ -85,7 +85,8 @@ class M3Output:
 
 
 def encode(model, texts: list[str], batch_size: int, max_length: int) -> M3Output:
-    out = model.encode(texts, batch_size=batch_size, max_length=max_length, return_dense=True,
+    """All three modes of ``texts`` from a BGEM3FlagModel, or an OnnxEncoder (its ``encode_m3``)."""
+    out = getattr(model, "encode_m3", model.encode)(texts, batch_size=batch_size, max_length=max_length, return_dense=True,
                        return_sparse=True, return_colbert_vecs=True)  # fmt: skip
     sparse = [{int(t): float(w) for t, w in weights.items()} for weights in out["lexical_weights"]]
     return M3Output(np.asarray(out["dense_vecs"], dtype=np.float32), sparse, list(out["colbert_vecs"]))

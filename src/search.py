@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from src import cli
-from src.base_model import ModelNotFound, load_sentence_transformer, resolve_model
+from src.base_model import ModelNotFound, load_encoder, resolve_model
 from src.data import (
     DataError,
     FaqEntry,
@@ -104,16 +104,18 @@ def model_key(folder: Path) -> str:
     return h.hexdigest()
 
 
-def index_key(model_folder: Path, docs: list[Doc], as_queries: bool) -> str:
-    h = hashlib.sha256(f"{model_key(model_folder)}:{as_queries}".encode())
+def index_key(model_folder: Path, docs: list[Doc], as_queries: bool, backend: str = "torch") -> str:
+    h = hashlib.sha256(f"{model_key(model_folder)}:{as_queries}:{backend}".encode())
     for d in docs:
         h.update(d.text.encode() + b"\0")
     return h.hexdigest()[:24]
 
 
-def build_index(model, model_folder: Path, docs: list[Doc], as_queries: bool, cache_dir: Path) -> Index:
-    """Embed the corpus, or load the cached embeddings of the same model, corpus and mode."""
-    cache = cache_dir / f"{index_key(model_folder, docs, as_queries)}.npy"
+def build_index(
+    model, model_folder: Path, docs: list[Doc], as_queries: bool, cache_dir: Path, backend: str = "torch"
+) -> Index:
+    """Embed the corpus, or load the cached embeddings of the same model, backend, corpus and mode."""
+    cache = cache_dir / f"{index_key(model_folder, docs, as_queries, backend)}.npy"
     if cache.is_file():
         print(f"index: reusing {cache}", file=sys.stderr)
         return Index(docs, np.load(cache), as_queries)
@@ -224,6 +226,7 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--model", type=cli.model_name, default="outputs/bge-m3-kr",
                    help="model folder, Hub id or e5-small-offline")  # fmt: skip
     p.add_argument("--base_model", type=cli.model_name, help="also show this model's results side by side")
+    cli.add_backend(p)
     p.add_argument("--corpus", type=cli.input_file,
                    help="corpus file (.txt, passage or FAQ JSONL, glossary); default: the glossary")  # fmt: skip
     p.add_argument("--templates", type=cli.input_file,
@@ -243,12 +246,12 @@ def build_parser() -> cli.ArgumentParser:
     return p
 
 
-def load(name: str):
-    """A SentenceTransformer and its local folder, or ModelNotFound with one clear message."""
+def load(name: str, backend: str = "torch"):
+    """The model's encoder (see base_model.load_encoder) and its local folder, or ModelNotFound."""
     folder = Path(resolve_model(name))
     if not (folder / "modules.json").is_file():
         raise ModelNotFound(f"{name}: not a sentence-transformers model folder (no modules.json)")
-    return load_sentence_transformer(str(folder)), folder
+    return load_encoder(str(folder), backend), folder
 
 
 def read_queries() -> list[str]:
@@ -276,11 +279,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     docs, as_queries = load_corpus(args.corpus, load_domain(args.templates) if args.templates else None)
     systems = {}
-    for label, name in (("fine-tuned", args.model), ("base", args.base_model)):
+    for label, name, backend in (
+        ("fine-tuned", args.model, args.backend),
+        ("base", args.base_model, "torch"),
+    ):
         if name:
-            model, folder = load(name)
+            model, folder = load(name, backend)
             title = f"{label} ({folder.name})" if args.base_model else folder.name
-            systems[title] = (model, build_index(model, folder, docs, as_queries, args.cache_dir))
+            title += f" [{backend}]" if backend != "torch" else ""
+            systems[title] = (model, build_index(model, folder, docs, as_queries, args.cache_dir, backend))
     names = list(systems)[::-1]  # base first, fine-tuned second: read left to right as before -> after
     for term in args.related or []:
         any_index = next(iter(systems.values()))[1]

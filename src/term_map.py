@@ -141,6 +141,7 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument(
         "--base_model", type=cli.model_name, help="also project this model's embeddings (before vs after)"
     )
+    cli.add_backend(p)
     p.add_argument("--glossary", type=cli.input_file, default=str(GLOSSARY))
     p.add_argument("--templates", type=cli.input_file,
                    help="the domain file the glossary is checked against (default: data/templates_ko.yaml)")  # fmt: skip
@@ -163,11 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         raise cli.UsageError(f"{args.glossary}: {len(concepts)} concepts; a term map needs at least 3")
     docs = [concept_doc(c) for c in concepts]
     views = {}
-    for name in filter(None, (args.base_model, args.model)):
-        model, folder = load(name)
-        views[f"{'base' if name == args.base_model else 'fine-tuned'} ({folder.name})"] = build_index(
-            model, folder, docs, False, args.cache_dir
-        ).embeddings
+    for name, backend in ((args.base_model, "torch"), (args.model, args.backend)):
+        if name:
+            model, folder = load(name, backend)
+            views[f"{'base' if name == args.base_model else 'fine-tuned'} ({folder.name})"] = build_index(
+                model, folder, docs, False, args.cache_dir, backend
+            ).embeddings
     import networkx as nx
 
     categories = [c.category for c in concepts]

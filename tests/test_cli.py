@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from src import aml, base_model, cli, evaluate, gate, pipeline, search, synth_data, term_map, train
+from src import aml, base_model, cli, evaluate, export, gate, pipeline, search, synth_data, term_map, train
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = {
@@ -22,6 +22,7 @@ STAGES = {
     "search": search,
     "term_map": term_map,
     "aml": aml,
+    "export": export,
 }
 KINDS = ("missing", "empty", "malformed", "out_of_range")
 
@@ -71,6 +72,10 @@ def stage_argv(stage: str, kind: str, tmp: Path, model: Path) -> list[str] | Non
         return [*args, "--neighbors", "0"] if bad is None else [*args, "--glossary", bad]
     if stage == "aml":
         return None if bad is None else ["smoke", "--query", bad, "--passages", bad]
+    if stage == "export":  # reads a model folder: no lines to break
+        if kind in ("empty", "malformed"):
+            return None
+        return ["--model", str(model), "--min_cosine", "2"] if bad is None else ["--model", bad]
     raise AssertionError(stage)
 
 
@@ -87,7 +92,7 @@ def test_every_stage_reports_bad_input_in_one_line_with_exit_code_2(
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in captured.err, captured.err
-    named = {"missing": ("file not found",), "empty": ("empty", "truncated"), "malformed": (":2:", "line 2"),
+    named = {"missing": ("file not found", "model folder not found"), "empty": ("empty", "truncated"), "malformed": (":2:", "line 2"),
              "out_of_range": ("must be",)}[kind]  # fmt: skip
     assert any(n in errors[0] for n in named), errors[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
@@ -113,6 +118,8 @@ def test_every_stage_reports_bad_input_in_one_line_with_exit_code_2(
     ("search", ["--bm25_weight", "1.5"], "--bm25_weight: must be a finite number in [0, 1]"),
     ("term_map", ["--min_similarity", "2"], "--min_similarity: must be a finite number in [-1, 1]"),
     ("gate", ["--metrics", "m.json", "--min_ndcg_gain", "inf"], "--min_ndcg_gain: must be a finite number"),
+    ("export", ["--min_cosine", "1.5"], "--min_cosine: must be a finite number in [-1, 1], got 1.5"),
+    ("search", ["--backend", "tensorrt"], "--backend: invalid choice: 'tensorrt'"),
 ])  # fmt: skip
 def test_numbers_are_range_checked_before_any_work(stage, flags, message, capsys):
     assert STAGES[stage].main(flags) == 2

@@ -27,6 +27,7 @@ from src.evaluate import (
     synthetic_task,
 )
 from src.gate import main as gate_main
+from tests.conftest import export_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 STS_HEADER = "genre\tfilename\tyear\tid\tscore\tsentence1\tsentence2"
@@ -310,3 +311,31 @@ def test_concept_and_pair_tasks_keep_each_part_to_itself():
     )
     assert (en_ko.queries, en_ko.documents) == (["skin effect", "inductor"], ["표피 효과", "인덕터"])
     assert ko_en.metric == "mrr@10" and ko_en.query_slices["glossary"] == ["outside", "in glossary"]
+
+
+@pytest.mark.slow
+def test_onnx_backend_reports_the_same_quality_as_pytorch(split, tuned, tmp_path, capsys):
+    """``--backend onnx`` ranks exactly as PyTorch (fp32), int8 within a small tolerance; the base stays on
+    PyTorch, and a model without the variant is refused before any encoding."""
+    assert run(split, tuned, tmp_path / "onnx", "--eval_dir", "", "--sts", "", "--backend", "onnx") == 2
+    assert "no onnx variant (run: python -m src.export" in capsys.readouterr().err
+    exported = export_copy(tuned, tmp_path / "exported" / "tuned")
+    reports = {}
+    for backend in ("torch", "onnx", "onnx-int8"):
+        assert (
+            run(split, exported, tmp_path / backend, "--eval_dir", "", "--sts", "", "--backend", backend) == 0
+        )
+        reports[backend] = json.loads((tmp_path / backend / "metrics.json").read_text())
+    torch_ndcg = reports["torch"]["systems"]["fine-tuned (tuned)"]["ndcg@10"]
+    assert (
+        reports["onnx"]["backend"] == "onnx"
+        and reports["onnx"]["roles"]["fine_tuned"] == "fine-tuned (tuned) [onnx]"
+    )
+    assert reports["onnx"]["systems"]["fine-tuned (tuned) [onnx]"]["ndcg@10"] == pytest.approx(
+        torch_ndcg, abs=1e-4
+    )
+    assert reports["onnx-int8"]["systems"]["fine-tuned (tuned) [onnx-int8]"]["ndcg@10"] == pytest.approx(
+        torch_ndcg, abs=0.02
+    )
+    base = next(s for s in reports["onnx"]["systems"] if s.startswith("base"))
+    assert reports["onnx"]["systems"][base] == reports["torch"]["systems"][base]  # the baseline on PyTorch

@@ -15,6 +15,7 @@ import pytest
 from src import search, term_map, train
 from src.data import DataError, Triplet, load_glossary, read_jsonl, to_json_line, write_jsonl
 from src.synth_data import main as synth_main
+from tests.conftest import export_copy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,11 +55,11 @@ def trained(tiny_model_dir, small_glossary, tmp_path_factory) -> Path:
     return out
 
 
-def top1_hit_rate(model_dir: Path, glossary: Path, cache: Path) -> float:
+def top1_hit_rate(model_dir: Path, glossary: Path, cache: Path, backend: str = "torch") -> float:
     """Share of acronym questions ("PWM이 뭐야?"-style) whose top hit is their own concept."""
     docs, as_queries = search.load_corpus(glossary)
-    model, folder = search.load(str(model_dir))
-    index = search.build_index(model, folder, docs, as_queries, cache)
+    model, folder = search.load(str(model_dir), backend)
+    index = search.build_index(model, folder, docs, as_queries, cache, backend)
     concepts = load_glossary(glossary)
     queries = [f"{c.acronym}이 뭐야?" for c in concepts]
     hits = search.search(model, index, queries, top_k=1)
@@ -70,6 +71,32 @@ def test_acronym_queries_find_their_concept_after_training(trained, tiny_model_d
     before = top1_hit_rate(tiny_model_dir, small_glossary, tmp_path)
     after = top1_hit_rate(trained, small_glossary, tmp_path)
     assert after >= 0.5 and after >= before + 0.3, (before, after)
+
+
+@pytest.mark.slow
+def test_onnx_backends_find_what_pytorch_finds(trained, small_glossary, tmp_path, capsys):
+    folder = export_copy(trained, tmp_path / "model")
+    rates = {
+        b: top1_hit_rate(folder, small_glossary, tmp_path / "cache", b)
+        for b in ("torch", "onnx", "onnx-int8")
+    }
+    assert rates["onnx"] == rates["torch"] > 0.5 and abs(rates["onnx-int8"] - rates["torch"]) <= 0.05, rates
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 3  # one cached index per backend
+    capsys.readouterr()
+    argv = [
+        "--model",
+        str(folder),
+        "--backend",
+        "onnx-int8",
+        "--corpus",
+        str(small_glossary),
+        "--query",
+        "PWM이 뭐야?",
+    ]
+    assert search.main([*argv, "--cache_dir", str(tmp_path / "cache")]) == 0
+    assert "model [onnx-int8]" in capsys.readouterr().out
+    assert search.main(["--model", str(trained), "--backend", "onnx", "--query", "x"]) == 2  # never exported
+    assert "no onnx variant (run: python -m src.export" in capsys.readouterr().err
 
 
 @pytest.mark.slow
