@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 ONNX_DIR = "onnx"
@@ -69,8 +70,6 @@ class OnnxEncoder:
     """A model folder's ONNX variant with the pooling, normalization and prompts recorded at export."""
 
     def __init__(self, folder: str | Path, backend: str = "onnx-int8", threads: int | None = None):
-        from tokenizers import Tokenizer
-
         self.folder = Path(folder)
         self.file = variant_file(self.folder, backend)
         self.backend = backend
@@ -80,8 +79,10 @@ class OnnxEncoder:
             self.file, int(os.environ.get("OMP_NUM_THREADS", 0)) if threads is None else threads
         )
         self.tokenizer = Tokenizer.from_file(str(onnx_dir / TOKENIZER))
-        self.tokenizer.enable_truncation(self.spec["max_length"])
         self.tokenizer.no_padding()
+        self.truncating: dict[
+            int, Tokenizer
+        ] = {}  # max_length -> a copy truncating there, never changed after
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.heads = dict(np.load(onnx_dir / M3_HEADS)) if (onnx_dir / M3_HEADS).is_file() else None
 
@@ -93,9 +94,22 @@ class OnnxEncoder:
         return self.spec["prompts"]
 
     # ------------------------------------------------------------------ the transformer
-    def hidden_states(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Token ids, attention mask [batch, tokens] and last hidden states [batch, tokens, hidden] of one batch."""
-        encodings = self.tokenizer.encode_batch(texts)
+    def tokenizer_for(self, max_length: int) -> Tokenizer:
+        """The tokenizer truncating at ``max_length`` tokens (at most the model's), special tokens included.
+        Each length has its own copy, so concurrent requests never change a tokenizer another one uses."""
+        max_length = min(max_length, self.spec["max_length"])
+        if max_length not in self.truncating:
+            tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
+            tokenizer.enable_truncation(max_length)
+            self.truncating[max_length] = tokenizer
+        return self.truncating[max_length]
+
+    def hidden_states(
+        self, texts: list[str], max_length: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Token ids, attention mask [batch, tokens] and last hidden states [batch, tokens, hidden] of one batch,
+        truncated to ``max_length`` tokens (default: the model's limit)."""
+        encodings = self.tokenizer_for(max_length or self.spec["max_length"]).encode_batch(texts)
         width = max(len(e.ids) for e in encodings)
         ids = np.full((len(texts), width), self.spec["pad_token_id"], dtype=np.int64)
         mask = np.zeros((len(texts), width), dtype=np.int64)
@@ -174,24 +188,21 @@ class OnnxEncoder:
             raise ValueError(f"{self.folder}: no M3 heads ({ONNX_DIR}/{M3_HEADS}): not a BGE-M3 model")
         dense, sparse, colbert = [None] * len(texts), [None] * len(texts), [None] * len(texts)
         special = set(self.spec["special_token_ids"])
-        self.tokenizer.enable_truncation(min(max_length, self.spec["max_length"]))
-        try:
-            for positions, batch in self.batches(list(texts), batch_size, show_progress_bar=False):
-                ids, mask, hidden = self.hidden_states(batch)
-                for row, i in enumerate(positions):
-                    n = int(mask[row].sum())
-                    states = hidden[row, :n]
-                    dense[i] = unit(states[0])
-                    if return_sparse:
-                        weights = np.maximum(
-                            states @ self.heads["sparse_weight"].T + self.heads["sparse_bias"], 0
-                        )[:, 0]
-                        sparse[i] = lexical_weights(ids[row, :n], weights, special)
-                    if return_colbert_vecs:
-                        vectors = states[1:] @ self.heads["colbert_weight"].T + self.heads["colbert_bias"]
-                        colbert[i] = unit(vectors)
-        finally:
-            self.tokenizer.enable_truncation(self.spec["max_length"])
+        for positions, batch in self.batches(list(texts), batch_size, show_progress_bar=False):
+            ids, mask, hidden = self.hidden_states(batch, max_length)
+            for row, i in enumerate(positions):
+                n = int(mask[row].sum())
+                states = hidden[row, :n]
+                dense[i] = unit(states[0])
+                if return_sparse:
+                    weights = np.maximum(
+                        states @ self.heads["sparse_weight"].T + self.heads["sparse_bias"], 0
+                    )
+                    sparse[i] = lexical_weights(ids[row, :n], weights[:, 0], special)
+                if return_colbert_vecs:
+                    colbert[i] = unit(
+                        states[1:] @ self.heads["colbert_weight"].T + self.heads["colbert_bias"]
+                    )
         return {
             "dense_vecs": np.stack(dense) if return_dense else None,
             "lexical_weights": sparse if return_sparse else None,

@@ -92,18 +92,21 @@ def test_validate_cli_exit_codes(azureml_copy, capsys):
             "train-env",
             {"torch", "sentence-transformers", "FlagEmbedding", "azureml-mlflow", "bm25s", "kiwipiepy"},
         ),
-        ("score-env", {"azureml-inference-server-http", "sentence-transformers", "torch", "FlagEmbedding"}),
+        ("score-env", {"azureml-inference-server-http", "onnxruntime", "tokenizers", "numpy"}),
     ],
 )
 def test_environment_pins_match_the_tested_versions(env, needed):
-    """Each pin is the version the local tests run, except torch: the environments take its CUDA 12 build
-    (tests/test_azureml_env.py builds both environments and runs their commands in them)."""
+    """Each pin is the version the local tests run, except torch: the training environment takes its CUDA 12
+    build (tests/test_azureml_env.py builds both environments and runs their commands in them). The scoring
+    environment is the lean one: no torch at all."""
     conda = yaml.safe_load((AZUREML / env / "conda.yml").read_text())
-    pins = dict(p.split("==") for p in next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict)))
-    assert pins.pop("torch") == "2.10.0"
+    pins = dict(p.split("==")[:2] for p in next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict)))
+    assert pins.pop("torch", None) == ("2.10.0" if env == "train-env" else None)
     for name, pinned in pins.items():
         assert version(name) == pinned, f"{name}: conda pins {pinned}, tests run {version(name)}"
     assert needed <= {*pins, "torch"}
+    if env == "score-env":
+        assert not {"torch", "sentence-transformers", "transformers", "FlagEmbedding"} & set(pins)
 
 
 def test_pinned_mlflow_satisfies_the_cap_of_azureml_mlflow():

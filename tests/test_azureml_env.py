@@ -159,15 +159,28 @@ def test_environment_has_the_cuda_12_torch(job_run):
     assert f"torch=={torch_version.split('+')[0]}" in pins and cuda.startswith("12.")
 
 
-def test_scoring_script_serves_from_the_scoring_environment(tiny_m3_dir, tmp_path):
+def test_the_training_job_exports_the_onnx_variants(job_run):
+    """The train component runs src.export in the training environment: the registered model carries the
+    int8 file the lean scoring environment serves, and the heads as numpy weights."""
+    onnx_dir = job_run["model"] / "onnx"
+    assert {"model.onnx", "model_qint8_avx2.onnx", "encoder.json", "tokenizer.json", "m3_heads.npz"} <= {
+        p.name for p in onnx_dir.iterdir()
+    }
+
+
+def test_scoring_script_serves_from_the_lean_scoring_environment(job_run, tmp_path):
+    """The trained M3 model, as the job registers it, served from azureml/score-env: no torch there, and all
+    three M3 outputs answered from the int8 ONNX file."""
     bin_dir = build_env("score-env", tmp_path / "score-env")
+    assert subprocess.run([str(bin_dir / "python"), "-c", "import torch"], capture_output=True).returncode != 0
     version_dir = tmp_path / "azureml-models" / "bge-m3-kr" / "3"
-    shutil.copytree(tiny_m3_dir, version_dir / "model")
+    shutil.copytree(job_run["model"], version_dir / "model")
     spec = yaml.safe_load((AZUREML / "deployment.yml").read_text())
     env = isolated_env(bin_dir, **spec["environment_variables"])
+    body = {"texts": ["PWM이 뭐야?"], "return_sparse": True, "return_colbert": True}
     with serving(bin_dir / "azmlinfsrv", version_dir, env, tmp_path / "server.log") as url:
-        status, body = call(
-            f"{url}/score", json.dumps({"texts": ["PWM이 뭐야?"], "return_sparse": True}).encode()
-        )
-    assert status == 200, body
-    assert len(body["embeddings"]) == 1 and body["model"] == "bge-m3-kr:3" and body["sparse"]
+        status, response = call(f"{url}/score", json.dumps(body).encode())
+    assert status == 200, response
+    assert len(response["embeddings"]) == 1 and response["model"] == "bge-m3-kr:3"
+    assert response["sparse"][0] and len(response["colbert"][0]) > 1
+    assert "backend onnx-int8" in (tmp_path / "server.log").read_text()
