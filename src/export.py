@@ -107,6 +107,9 @@ def check_supported(model) -> dict:
     return {
         "dim": model.get_embedding_dimension(),
         "max_length": int(model.max_seq_length),
+        # sentence-transformers truncates queries and documents at their own lengths when the model sets them
+        "query_length": int(getattr(model[0], "query_length", None) or model.max_seq_length),
+        "document_length": int(getattr(model[0], "document_length", None) or model.max_seq_length),
         "pooling": pooling,
         "normalize": kinds[-1] == "Normalize",
         "prompts": dict(model.prompts),

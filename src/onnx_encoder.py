@@ -141,27 +141,35 @@ class OnnxEncoder:
         normalize_embeddings: bool = False,
         show_progress_bar: bool = False,
         convert_to_numpy: bool = True,
+        max_length: int | None = None,
     ) -> np.ndarray:
         """Sentence embeddings [n, dim] (float32) as ``SentenceTransformer.encode``: ``prompt`` is prepended to
-        every text (None or "": no prompt), pooled as exported, normalized when the model ends in a Normalize
-        module or ``normalize_embeddings`` asks. ``convert_to_numpy`` is accepted for compatibility."""
+        every text (None or "": no prompt), each truncated at ``max_length`` tokens (default: the model's),
+        pooled as exported, normalized when the model ends in a Normalize module or ``normalize_embeddings``
+        asks. ``convert_to_numpy`` is accepted for compatibility."""
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         out = np.zeros((len(texts), self.get_embedding_dimension()), dtype=np.float32)
         for positions, batch in self.batches(
             [(prompt or "") + t for t in texts], batch_size, show_progress_bar
         ):
-            _, mask, hidden = self.hidden_states(batch)
+            _, mask, hidden = self.hidden_states(batch, max_length)
             out[positions] = self.pool(hidden, mask)
         if self.spec["normalize"] or normalize_embeddings:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out[0] if single else out
 
     def encode_query(self, texts, **options) -> np.ndarray:
-        return self.encode(texts, prompt=self.prompts.get("query", ""), **options)
+        """``encode`` with the query prompt, truncated at the model's query length."""
+        return self.encode(
+            texts, prompt=self.prompts.get("query", ""), max_length=self.spec["query_length"], **options
+        )
 
     def encode_document(self, texts, **options) -> np.ndarray:
-        return self.encode(texts, prompt=self.prompts.get("document", ""), **options)
+        """``encode`` with the document prompt, truncated at the model's document length."""
+        return self.encode(
+            texts, prompt=self.prompts.get("document", ""), max_length=self.spec["document_length"], **options
+        )
 
     def pool(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """[batch, hidden] from [batch, tokens, hidden]: the [CLS] token, or the mean over real tokens."""
