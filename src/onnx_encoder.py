@@ -80,9 +80,7 @@ class OnnxEncoder:
         )
         self.tokenizer = Tokenizer.from_file(str(onnx_dir / TOKENIZER))
         self.tokenizer.no_padding()
-        self.truncating: dict[
-            int, Tokenizer
-        ] = {}  # max_length -> a copy truncating there, never changed after
+        self.tokenizer.no_truncation()
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.heads = dict(np.load(onnx_dir / M3_HEADS)) if (onnx_dir / M3_HEADS).is_file() else None
 
@@ -94,28 +92,36 @@ class OnnxEncoder:
         return self.spec["prompts"]
 
     # ------------------------------------------------------------------ the transformer
-    def tokenizer_for(self, max_length: int) -> Tokenizer:
-        """The tokenizer truncating at ``max_length`` tokens (at most the model's), special tokens included.
-        Each length has its own copy, so concurrent requests never change a tokenizer another one uses."""
+    def token_ids(self, texts: list[str], max_length: int) -> list[list[int]]:
+        """Each text's token ids with its special tokens, cut to ``max_length`` (at most the model's) as the
+        transformers tokenizer truncates: content tokens dropped from the end, the special tokens kept.
+
+        One tokenizer that never truncates serves every length: XLM-R's holds about 250 MB, so a copy per
+        length would double the memory, and changing its truncation per call would race between requests."""
         max_length = min(max_length, self.spec["max_length"])
-        if max_length not in self.truncating:
-            tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
-            tokenizer.enable_truncation(max_length)
-            self.truncating[max_length] = tokenizer
-        return self.truncating[max_length]
+        out = []
+        for e in self.tokenizer.encode_batch(texts):
+            ids = e.ids
+            if len(ids) > max_length:
+                trailing = next(
+                    (i for i, special in enumerate(reversed(e.special_tokens_mask)) if not special), 0
+                )
+                ids = ids[: max_length - trailing] + ids[len(ids) - trailing :]
+            out.append(ids)
+        return out
 
     def hidden_states(
         self, texts: list[str], max_length: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Token ids, attention mask [batch, tokens] and last hidden states [batch, tokens, hidden] of one batch,
         truncated to ``max_length`` tokens (default: the model's limit)."""
-        encodings = self.tokenizer_for(max_length or self.spec["max_length"]).encode_batch(texts)
-        width = max(len(e.ids) for e in encodings)
+        encodings = self.token_ids(texts, max_length or self.spec["max_length"])
+        width = max(len(e) for e in encodings)
         ids = np.full((len(texts), width), self.spec["pad_token_id"], dtype=np.int64)
         mask = np.zeros((len(texts), width), dtype=np.int64)
         for row, e in enumerate(encodings):
-            ids[row, : len(e.ids)] = e.ids
-            mask[row, : len(e.ids)] = 1
+            ids[row, : len(e)] = e
+            mask[row, : len(e)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         (hidden,) = self.session.run(["last_hidden_state"], {n: feeds[n] for n in self.input_names})
         return ids, mask, hidden

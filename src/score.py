@@ -20,8 +20,8 @@ response with a 424, so a request whose response would exceed it gets a 413 inst
 genuine server fault is a 500. Logs carry counts, sizes and timings, never text.
 
 Backend, from SCORE_BACKEND (default "auto"): "auto" serves the folder's int8 ONNX file
-(onnx/model_qint8_*.onnx, written by src.export) when it has one and PyTorch otherwise; "onnx-int8", "onnx"
-(fp32) and "torch" force one. The ONNX backends run on onnxruntime + tokenizers + numpy through
+(onnx/model_qint8_*.onnx, written by src.export) when it has one, else its fp32 ONNX file, else PyTorch;
+"onnx-int8", "onnx" (fp32) and "torch" force one. The ONNX backends run on onnxruntime + tokenizers + numpy through
 onnx_encoder.py, deployed beside this file, and never import torch: that is the lean scoring environment
 (azureml/score-env). The sparse and ColBERT outputs of an M3 model come from the same ONNX run there.
 """
@@ -126,19 +126,22 @@ def onnx_encoder():
 
 
 def pick_backend(folder: Path, requested: str) -> str:
-    """The backend to serve ``folder`` with: ``requested``, or for "auto" int8 ONNX when the folder has it."""
+    """The backend to serve ``folder`` with: ``requested``, or for "auto" the first the folder has of int8
+    ONNX, fp32 ONNX (``src.export --quantize none``) and PyTorch."""
     if requested not in BACKENDS:
         raise RuntimeError(f"SCORE_BACKEND must be one of {', '.join(BACKENDS)}, got {requested!r}")
     if requested != "auto":
         return requested
-    try:
-        onnx_encoder().variant_file(folder, "onnx-int8")
-        return "onnx-int8"
-    except FileNotFoundError:
-        if importlib.util.find_spec("torch") is None:
-            raise RuntimeError(f"{folder} has no ONNX variant and this environment has no torch: "
-                               "export one with python -m src.export --model <folder>") from None  # fmt: skip
-        return "torch"
+    for candidate in ("onnx-int8", "onnx"):
+        try:
+            onnx_encoder().variant_file(folder, candidate)
+            return candidate
+        except FileNotFoundError:
+            pass
+    if importlib.util.find_spec("torch") is None:
+        raise RuntimeError(f"{folder} has no ONNX variant and this environment has no torch: "
+                           "export one with python -m src.export --model <folder>")  # fmt: skip
+    return "torch"
 
 
 def load_torch(folder: Path):

@@ -100,7 +100,9 @@ def test_environment_pins_match_the_tested_versions(env, needed):
     build (tests/test_azureml_env.py builds both environments and runs their commands in them). The scoring
     environment is the lean one: no torch at all."""
     conda = yaml.safe_load((AZUREML / env / "conda.yml").read_text())
-    pins = dict(p.split("==")[:2] for p in next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict)))
+    pins = dict(
+        p.split("==")[:2] for p in next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    )
     assert pins.pop("torch", None) == ("2.10.0" if env == "train-env" else None)
     for name, pinned in pins.items():
         assert version(name) == pinned, f"{name}: conda pins {pinned}, tests run {version(name)}"

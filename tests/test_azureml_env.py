@@ -172,7 +172,9 @@ def test_scoring_script_serves_from_the_lean_scoring_environment(job_run, tmp_pa
     """The trained M3 model, as the job registers it, served from azureml/score-env: no torch there, and all
     three M3 outputs answered from the int8 ONNX file."""
     bin_dir = build_env("score-env", tmp_path / "score-env")
-    assert subprocess.run([str(bin_dir / "python"), "-c", "import torch"], capture_output=True).returncode != 0
+    assert (
+        subprocess.run([str(bin_dir / "python"), "-c", "import torch"], capture_output=True).returncode != 0
+    )
     version_dir = tmp_path / "azureml-models" / "bge-m3-kr" / "3"
     shutil.copytree(job_run["model"], version_dir / "model")
     spec = yaml.safe_load((AZUREML / "deployment.yml").read_text())

@@ -74,6 +74,31 @@ def test_onnx_encoder_reproduces_sentence_transformers(tiny_onnx_dir, backend):
             assert cosines(got, expected.reshape(-1, 32)).min() > 0.99
 
 
+def test_query_and_document_lengths_are_kept(tiny_model_dir, tmp_path):
+    """A model trained with separate query and document lengths (src.train's --max_query_length) truncates
+    queries at 8 tokens and documents at 12 here; the ONNX encoder must do the same, exactly."""
+    from sentence_transformers import SentenceTransformer
+
+    folder = tmp_path / "lengths"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "sentence_bert_config.json").read_text())
+    (folder / "sentence_bert_config.json").write_text(
+        json.dumps(config | {"query_length": 8, "document_length": 12})
+    )
+    export_copy(folder, tmp_path / "exported" / "lengths", "--quantize", "none")
+    model = SentenceTransformer(str(folder), device="cpu")
+    encoder = OnnxEncoder(tmp_path / "exported" / "lengths", "onnx")
+    assert (encoder.spec["query_length"], encoder.spec["document_length"]) == (8, 12)
+    long_texts = [t for t in ELECTRONICS_TEXTS if len(t) > 30]
+    np.testing.assert_allclose(encoder.encode_query(long_texts), model.encode_query(long_texts), atol=1e-5)
+    np.testing.assert_allclose(
+        encoder.encode_document(long_texts), model.encode_document(long_texts), atol=1e-5
+    )
+    assert (
+        cosines(encoder.encode_query(long_texts), encoder.encode(long_texts, prompt="query: ")).min() < 0.999
+    )
+
+
 def test_onnx_m3_heads_reproduce_flagembedding(tiny_m3_onnx_dir):
     assert (tiny_m3_onnx_dir / "onnx" / "m3_heads.npz").is_file()
     options = {"batch_size": 4, "max_length": 16, "return_sparse": True, "return_colbert_vecs": True}

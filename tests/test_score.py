@@ -298,13 +298,16 @@ def test_the_lean_path_serves_without_importing_torch(model_dir):
     assert json.loads(done.stdout.splitlines()[-1]) == {"backend": "onnx-int8", "dim": 32, "heavy": []}
 
 
-def test_backend_choice(model_dir, tiny_model_dir, monkeypatch):
+def test_backend_choice(model_dir, tiny_model_dir, tmp_path, monkeypatch):
     import src.score as score
 
     folder = model_dir / "model"
     assert score.pick_backend(folder, "auto") == "onnx-int8"
     assert score.pick_backend(tiny_model_dir, "auto") == "torch"  # no ONNX files: PyTorch
     assert score.pick_backend(folder, "onnx") == "onnx"
+    fp32_only = tmp_path / "fp32"
+    shutil.copytree(folder, fp32_only, ignore=shutil.ignore_patterns("model_qint8_*"))
+    assert score.pick_backend(fp32_only, "auto") == "onnx"  # exported with --quantize none
     with pytest.raises(RuntimeError, match="SCORE_BACKEND must be one of auto, torch, onnx, onnx-int8"):
         score.pick_backend(folder, "tensorrt")
     monkeypatch.setattr(score.importlib.util, "find_spec", lambda name: None)  # an environment without torch
