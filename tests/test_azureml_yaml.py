@@ -25,8 +25,10 @@ def test_endpoint_and_deployment_load_offline():
     assert settings.max_queue_wait_ms is None  # deprecated for managed online endpoints
     assert 1000 <= settings.request_timeout_ms <= 180_000  # the managed endpoint's limit
     assert settings.max_concurrent_requests_per_instance >= 1
-    assert deployment.instance_type.startswith("Standard_NC")  # a GPU for bge-m3 (README arithmetic)
-    assert "cuda12" in deployment.environment.image
+    assert deployment.instance_type == "Standard_F8s_v2"  # 4 physical cores: README arithmetic
+    assert "cuda" not in deployment.environment.image  # the lean ONNX environment runs on CPU
+    variables = deployment.environment_variables
+    assert variables["SCORE_BACKEND"] in ("onnx", "onnx-int8") and variables["WORKER_COUNT"] == "1"
 
 
 def test_compute_scales_to_zero():
