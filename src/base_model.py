@@ -429,11 +429,11 @@ def load_encoder(path: str, backend: str = "torch", device: str = "cpu"):
     ``encode_query`` and ``encode_document`` with the same arguments. ModelNotFound when it cannot load."""
     if backend == "torch":
         return load_sentence_transformer(path, device)
-    from src.onnx_encoder import OnnxEncoder, VariantMissing
+    from src.onnx_encoder import OnnxEncoder, VariantAmbiguous, VariantMissing
 
     try:
         return OnnxEncoder(path, backend)
-    except VariantMissing as e:
+    except (VariantMissing, VariantAmbiguous) as e:
         raise ModelNotFound(str(e)) from None
 
 

@@ -10,7 +10,7 @@ as numpy weights applied to the ONNX transformer's token states, so all three M3
 
 Parity is checked before anything is written: each variant encodes fixed Korean/English electronics texts as
 queries and passages, and its cosine to the PyTorch embedding is reported. A variant whose mean cosine is
-under ``--min_cosine`` (default 0.99) is refused: the command exits 2 and the folder is left as it was.
+under ``--min_cosine`` (default 0.99) is refused: the command exits 1 and the folder is left as it was.
 
 Flow: 1. load the model → 2. export fp32 → 3. quantize to int8 → 4. parity of each variant → 5. write.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -30,9 +31,19 @@ from pathlib import Path
 import numpy as np
 
 from src import cli, m3
-from src.base_model import ModelNotFound, load_sentence_transformer, resolve_model
+from src.base_model import STANDIN_DIR, STANDIN_NAME, ModelNotFound, load_sentence_transformer, resolve_model
 from src.data import atomic_path
-from src.onnx_encoder import FP32_FILE, INT8_PREFIX, M3_HEADS, MANIFEST, ONNX_DIR, TOKENIZER, OnnxEncoder
+from src.onnx_encoder import (
+    FORMAT,
+    FP32_FILE,
+    INT8_PREFIX,
+    M3_HEADS,
+    MANIFEST,
+    ONNX_DIR,
+    TOKENIZER,
+    OnnxEncoder,
+    weights_fingerprint,
+)
 
 # Per target CPU, onnxruntime's dynamic quantization settings (as Optimum's AutoQuantizationConfig presets):
 # int8 weights per output channel; AVX2 without VNNI can overflow u8 x s8 products, so its weights use 7 bits.
@@ -42,6 +53,9 @@ QUANTIZE = {
     "arm64": {"reduce_range": False},
 }
 SUPPORTED_MODULES = ("Transformer", "Pooling", "Normalize")
+EXTERNAL_DATA_BYTES = int(
+    1.8 * 2**30
+)  # a graph above this keeps its weights in <file>_data (protobuf's 2 GB cap)
 PARITY_TEXTS = [
     "PWM이 뭐야?", "강압 컨버터", "MOSFET 게이트 구동 원리", "ADC와 DAC의 차이", "decoupling capacitor",
     "I2C, SPI, UART 중 어떤 버스를 쓸까?", "RS-485 종단 저항", "LDO dropout voltage",
@@ -65,9 +79,11 @@ class Parity:
     m3: dict[str, float] | None = None  # BGE-M3: mean cosine of the ColBERT vectors and of the sparse weights
 
     def as_dict(self) -> dict:
+        """The figures recorded in encoder.json."""
         return {"mean_cosine": round(self.mean, 6), "min_cosine": round(self.minimum, 6)} | (self.m3 or {})
 
     def __str__(self) -> str:
+        """One line for the console."""
         heads = "".join(f", {k} {v:.5f}" for k, v in (self.m3 or {}).items())
         return f"cosine to PyTorch mean {self.mean:.5f}, min {self.minimum:.5f}{heads}"
 
@@ -75,7 +91,7 @@ class Parity:
 def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(__doc__)
     p.add_argument("--model", type=cli.model_name, default="outputs/pipeline/model",
-                   help="sentence-transformers model folder (or e5-small-offline); onnx/ is written inside it")  # fmt: skip
+                   help="local sentence-transformers model folder; onnx/ is written inside it")  # fmt: skip
     p.add_argument("--quantize", choices=[*QUANTIZE, "none"], default="avx2",
                    help="CPU the int8 file is tuned for: avx2 (7-bit weights, right on every x86 CPU), avx512_vnni "
                         "(Xeon with VNNI), arm64 (Apple silicon); none: fp32 only")  # fmt: skip
@@ -83,39 +99,47 @@ def build_parser() -> cli.ArgumentParser:
                    help="refuse a variant whose mean cosine to PyTorch is below this")  # fmt: skip
     p.add_argument("--opset", type=cli.number(int, 14, 23), default=17, help="ONNX opset")
     p.add_argument("--overwrite", action="store_true", help="replace an existing onnx/ folder")
-    p.add_argument(
-        "--seed",
-        type=cli.non_negative_int,
-        default=42,
-        help="(export is deterministic; kept for the convention)",
-    )
+    p.add_argument("--seed", type=cli.non_negative_int, default=42,
+                   help="accepted as by every stage; export makes no random choice (same model, same files)")  # fmt: skip
     return p
 
 
-def check_supported(model) -> dict:
-    """What the ONNX encoder must do around the transformer (encoder.json), or ModelNotFound for a module
-    chain it does not reproduce (only Transformer → Pooling (mean or cls) → optional Normalize)."""
+def check_supported(model, folder: Path) -> dict:
+    """What the ONNX encoder must do around the transformer (encoder.json), or a UserError for a module chain
+    it does not reproduce (only Transformer → Pooling (mean or cls, prompt tokens pooled) → optional Normalize)."""
     kinds = [type(module).__name__ for module in model]
     if kinds[:2] != ["Transformer", "Pooling"] or any(k not in SUPPORTED_MODULES for k in kinds):
-        raise ModelNotFound(
+        raise cli.UserError(
             f"cannot export modules {' → '.join(kinds)}: only Transformer → Pooling → Normalize"
         )
     pooling = model[1].pooling_mode if hasattr(model[1], "pooling_mode") else model[1].get_pooling_mode_str()
     if pooling not in ("mean", "cls"):
-        raise ModelNotFound(f"cannot export pooling mode {pooling!r}: only mean and cls")
-    tokenizer = model[0].tokenizer
+        raise cli.UserError(f"cannot export pooling mode {pooling!r}: only mean and cls")
+    if pooling == "mean" and not getattr(model[1], "include_prompt", True):
+        raise cli.UserError(
+            "cannot export a mean pooling that leaves the prompt tokens out (include_prompt false)"
+        )
+    tokenizer, config = model[0].tokenizer, model[0].auto_model.config
+    # RoBERTa-style position ids start after the padding id: XLM-R's 514 positions hold 512 tokens
+    offset = config.pad_token_id + 1 if config.model_type in ("xlm-roberta", "roberta", "camembert") else 0
     return {
+        "format": FORMAT,
+        "source": weights_fingerprint(folder),
         "dim": model.get_embedding_dimension(),
         "max_length": int(model.max_seq_length),
         # sentence-transformers truncates queries and documents at their own lengths when the model sets them
         "query_length": int(getattr(model[0], "query_length", None) or model.max_seq_length),
         "document_length": int(getattr(model[0], "document_length", None) or model.max_seq_length),
+        "max_positions": int(config.max_position_embeddings - offset),  # FlagEmbedding's M3 encode reads up to here
         "pooling": pooling,
         "normalize": kinds[-1] == "Normalize",
-        "prompts": dict(model.prompts),
+        "prompts": {"query": model.prompts.get("query", ""),
+                    "document": next((model.prompts[k] for k in ("document", "passage", "corpus") if k in model.prompts), "")},
         "pad_token_id": int(tokenizer.pad_token_id),
-        "special_token_ids": sorted({int(t) for t in tokenizer.all_special_ids}),
-    }
+        # the tokens FlagEmbedding leaves out of the lexical weights
+        "special_token_ids": sorted({int(tokenizer.convert_tokens_to_ids(t)) for t in
+                                     (tokenizer.cls_token, tokenizer.eos_token, tokenizer.pad_token, tokenizer.unk_token) if t}),
+    }  # fmt: skip
 
 
 def export_fp32(model, path: Path, opset: int) -> None:
@@ -154,7 +178,7 @@ def export_fp32(model, path: Path, opset: int) -> None:
                           output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=opset,
                           dynamo=False)  # fmt: skip
     graph = onnx.load(raw / path.name)
-    large = sum(f.stat().st_size for f in raw.iterdir()) > 1.8 * 2**30
+    large = sum(f.stat().st_size for f in raw.iterdir()) > EXTERNAL_DATA_BYTES
     onnx.save_model(graph, path, save_as_external_data=large, all_tensors_to_one_file=True,
                     location=f"{path.name}_data")  # fmt: skip
     shutil.rmtree(raw)
@@ -224,24 +248,36 @@ def m3_parity(reference: dict, encoder: OnnxEncoder) -> dict[str, float]:
     }
 
 
-def check(backend: str, parity: Parity, min_cosine: float) -> None:
-    """Refuse a variant whose mean cosine to PyTorch (dense, and each M3 head) is below ``min_cosine``."""
+def refusal(backend: str, parity: Parity, min_cosine: float) -> str | None:
+    """Why a variant is refused (its mean cosine to PyTorch, dense or an M3 head, below ``min_cosine``), or None."""
     means = {"dense": parity.mean} | {k.split("_")[0]: v for k, v in (parity.m3 or {}).items()}
     for mode, value in means.items():
         if value < min_cosine:
             advice = ("int8 loses too much on this model: export fp32 only with --quantize none, or try another "
                       "--quantize" if backend == "onnx-int8" else "the ONNX graph does not reproduce the model")  # fmt: skip
-            raise cli.UserError(f"{backend}: {mode} mean cosine to PyTorch {value:.4f} is below --min_cosine "
-                                f"{min_cosine}; nothing written ({advice})")  # fmt: skip
+            return f"{backend}: {mode} mean cosine to PyTorch {value:.4f} is below --min_cosine {min_cosine}; nothing written ({advice})"
+    return None
+
+
+def writable_model_folder(name: str) -> Path:
+    """The local model folder ``name`` names, checked before any work: a sentence-transformers folder this
+    process may write onnx/ into, and not the offline stand-in (the pipeline keys stages by its files)."""
+    if name == STANDIN_NAME:
+        raise cli.UsageError(f"{name} is the pipeline's base model and is left as it is: export a copy "
+                             f"(cp -r {STANDIN_DIR} outputs/models/e5-copy) or a trained model")  # fmt: skip
+    folder = Path(resolve_model(name))
+    if not (folder / "modules.json").is_file():
+        raise ModelNotFound(f"{name}: not a local sentence-transformers model folder (no modules.json)")
+    if not os.access(folder, os.W_OK):
+        raise cli.UserError(f"{folder}: not writable, so onnx/ cannot be written inside it; export a copy")
+    return folder
 
 
 @cli.entry_point
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    folder = Path(resolve_model(args.model))
+    folder = writable_model_folder(args.model)
     target = folder / ONNX_DIR
-    if not (folder / "modules.json").is_file():
-        raise ModelNotFound(f"{args.model}: not a sentence-transformers model folder (no modules.json)")
     if target.exists() and not args.overwrite:
         raise cli.UsageError(f"{target} exists; pass --overwrite to replace it")
     is_m3 = m3.is_m3(folder)
@@ -250,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. the PyTorch model: the reference every variant is compared with
     model = load_sentence_transformer(str(folder), device="cpu")
-    spec = check_supported(model)
+    spec = check_supported(model, folder)
     reference = m3.load(folder).encode(PARITY_TEXTS, batch_size=16, return_sparse=True,
                                        return_colbert_vecs=True) if is_m3 else None  # fmt: skip
     variants = {"onnx": FP32_FILE} | (
@@ -258,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     report = {}
     with tempfile.TemporaryDirectory(prefix=".export-", dir=folder) as tmp:
-        work = Path(tmp) / ONNX_DIR  # laid out as <model>/onnx/, so OnnxEncoder(tmp) reads it
+        work = Path(tmp) / ONNX_DIR
         work.mkdir()
         model[0].tokenizer.backend_tokenizer.save(str(work / TOKENIZER))
         if is_m3:
@@ -277,14 +313,16 @@ def main(argv: list[str] | None = None) -> int:
         # 4. parity of each variant against PyTorch (no timings in the manifest: same model, same files)
         (work / MANIFEST).write_text(json.dumps(spec, ensure_ascii=False, indent=2), encoding="utf-8")
         for backend, file_name in variants.items():
-            parity = measure_parity(model, reference, OnnxEncoder(tmp, backend))
+            parity = measure_parity(model, reference, OnnxEncoder(folder, backend, onnx_dir=work))
             size = sum(f.stat().st_size for f in work.glob(f"{file_name}*"))  # with its _data file, if any
             report[backend] = {"file": f"{ONNX_DIR}/{file_name}", "bytes": size, **parity.as_dict()}
             print(
                 f"  {backend:<10} {size / 2**20:7.1f} MiB  {seconds[backend]:5.1f} s  {parity}",
                 file=sys.stderr,
             )
-            check(backend, parity, args.min_cosine)
+            if reason := refusal(backend, parity, args.min_cosine):
+                print(f"error: {reason}", file=sys.stderr)
+                return 1  # ran fine, and the answer is no (the temporary folder goes with the with-block)
 
         # 5. all variants passed: replace onnx/ as a whole
         spec["variants"] = report

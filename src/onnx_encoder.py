@@ -19,6 +19,7 @@ the stages call on a SentenceTransformer (``encode``, ``encode_query``, ``encode
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -33,15 +34,32 @@ INT8_PREFIX = "model_qint8_"
 MANIFEST = "encoder.json"
 TOKENIZER = "tokenizer.json"
 M3_HEADS = "m3_heads.npz"
+FORMAT = 1  # encoder.json's layout; a manifest of another format is refused
+SPEC_KEYS = ("format", "source", "dim", "max_length", "query_length", "document_length", "max_positions", "pooling",
+             "normalize", "prompts", "pad_token_id", "special_token_ids")  # fmt: skip
 
 
 class VariantMissing(FileNotFoundError):
-    """The model folder has no ONNX file for the requested backend (``src.export`` writes them)."""
+    """The model folder has no usable ONNX file for the requested backend (``src.export`` writes them)."""
 
 
-def variant_file(folder: str | Path, backend: str) -> Path:
-    """The ONNX file serving ``backend`` ("onnx": fp32, "onnx-int8": the one int8 file) in ``folder``."""
-    onnx_dir = Path(folder) / ONNX_DIR
+class VariantAmbiguous(ValueError):
+    """The model folder has several int8 files, so which one to serve is not clear."""
+
+
+def weights_fingerprint(folder: Path) -> str:
+    """What ties onnx/ to the weights it was exported from: config.json's bytes and each weights file's size."""
+    h = hashlib.sha256((folder / "config.json").read_bytes() if (folder / "config.json").is_file() else b"")
+    for f in sorted(folder.glob("*")):
+        if f.suffix in (".safetensors", ".bin", ".pt"):
+            h.update(f"{f.name}:{f.stat().st_size}".encode())
+    return h.hexdigest()
+
+
+def variant_file(folder: str | Path, backend: str, onnx_dir: Path | None = None) -> Path:
+    """The ONNX file serving ``backend`` ("onnx": fp32, "onnx-int8": the one int8 file) in ``folder``/onnx
+    (or in ``onnx_dir``)."""
+    onnx_dir = onnx_dir or Path(folder) / ONNX_DIR
     if backend == "onnx":
         found = [onnx_dir / FP32_FILE] if (onnx_dir / FP32_FILE).is_file() else []
     elif backend == "onnx-int8":
@@ -51,7 +69,9 @@ def variant_file(folder: str | Path, backend: str) -> Path:
     if not found or not (onnx_dir / MANIFEST).is_file():
         raise VariantMissing(f"{folder}: no {backend} variant (run: python -m src.export --model {folder})")
     if len(found) > 1:
-        raise VariantMissing(f"{onnx_dir}: several int8 files ({', '.join(f.name for f in found)}); keep one")
+        raise VariantAmbiguous(
+            f"{onnx_dir}: several int8 files ({', '.join(f.name for f in found)}); keep one"
+        )
     return found[0]
 
 
@@ -69,20 +89,46 @@ def session(path: Path, threads: int = 0):
 class OnnxEncoder:
     """A model folder's ONNX variant with the pooling, normalization and prompts recorded at export."""
 
-    def __init__(self, folder: str | Path, backend: str = "onnx-int8", threads: int | None = None):
+    def __init__(
+        self,
+        folder: str | Path,
+        backend: str = "onnx-int8",
+        threads: int | None = None,
+        onnx_dir: Path | None = None,
+    ):
+        """Load ``backend``'s file of ``folder``/onnx (``onnx_dir``: files not yet moved there, as src.export
+        checks them); VariantMissing names the folder and the reason when the files are missing, damaged, of
+        another format, or exported from other weights than the folder's."""
         self.folder = Path(folder)
-        self.file = variant_file(self.folder, backend)
+        onnx_dir = onnx_dir or self.folder / ONNX_DIR
+        self.file = variant_file(self.folder, backend, onnx_dir)
         self.backend = backend
-        onnx_dir = self.folder / ONNX_DIR
-        self.spec = json.loads((onnx_dir / MANIFEST).read_text(encoding="utf-8"))
-        self.session = session(
-            self.file, int(os.environ.get("OMP_NUM_THREADS", 0)) if threads is None else threads
-        )
-        self.tokenizer = Tokenizer.from_file(str(onnx_dir / TOKENIZER))
+        again = f"re-run python -m src.export --model {self.folder} --overwrite"
+        try:
+            self.spec = json.loads((onnx_dir / MANIFEST).read_text(encoding="utf-8"))
+            if (
+                not isinstance(self.spec, dict)
+                or self.spec.get("format") != FORMAT
+                or not set(SPEC_KEYS) <= set(self.spec)
+            ):
+                raise ValueError(f"{MANIFEST} is not format {FORMAT} with {', '.join(SPEC_KEYS)}")
+            if self.spec["source"] != weights_fingerprint(self.folder):
+                raise ValueError("it was exported from other weights than this folder's")
+            env_threads = os.environ.get("OMP_NUM_THREADS", "")
+            self.session = session(
+                self.file,
+                threads if threads is not None else int(env_threads) if env_threads.isdigit() else 0,
+            )
+            self.tokenizer = Tokenizer.from_file(str(onnx_dir / TOKENIZER))
+            self.heads = dict(np.load(onnx_dir / M3_HEADS)) if (onnx_dir / M3_HEADS).is_file() else None
+        except Exception as e:  # noqa: BLE001 - json, onnxruntime, tokenizers and numpy raise many types
+            reason = (str(e).strip().splitlines() or [""])[0][:300]
+            raise VariantMissing(
+                f"{onnx_dir}: cannot load the {backend} variant ({type(e).__name__}: {reason}); {again}"
+            ) from None
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.heads = dict(np.load(onnx_dir / M3_HEADS)) if (onnx_dir / M3_HEADS).is_file() else None
 
     def get_embedding_dimension(self) -> int:
         return int(self.spec["dim"])
@@ -93,12 +139,12 @@ class OnnxEncoder:
 
     # ------------------------------------------------------------------ the transformer
     def token_ids(self, texts: list[str], max_length: int) -> list[list[int]]:
-        """Each text's token ids with its special tokens, cut to ``max_length`` (at most the model's) as the
-        transformers tokenizer truncates: content tokens dropped from the end, the special tokens kept.
+        """Each text's token ids with its special tokens, cut to ``max_length`` (at most the model's position
+        limit) as the transformers tokenizer truncates: content tokens dropped from the end, special tokens kept.
 
         One tokenizer that never truncates serves every length: XLM-R's holds about 250 MB, so a copy per
         length would double the memory, and changing its truncation per call would race between requests."""
-        max_length = min(max_length, self.spec["max_length"])
+        max_length = min(max_length, self.spec["max_positions"])
         out = []
         for e in self.tokenizer.encode_batch(texts):
             ids = e.ids

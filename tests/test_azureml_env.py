@@ -169,8 +169,8 @@ def test_the_training_job_exports_the_onnx_variants(job_run):
 
 
 def test_scoring_script_serves_from_the_lean_scoring_environment(job_run, tmp_path):
-    """The trained M3 model, as the job registers it, served from azureml/score-env: no torch there, and all
-    three M3 outputs answered from the int8 ONNX file."""
+    """The trained M3 model, as the job registers it, served from azureml/score-env with the deployment's
+    variables: no torch there, and all three M3 outputs answered from the ONNX file SCORE_BACKEND names."""
     bin_dir = build_env("score-env", tmp_path / "score-env")
     assert (
         subprocess.run([str(bin_dir / "python"), "-c", "import torch"], capture_output=True).returncode != 0
@@ -185,4 +185,6 @@ def test_scoring_script_serves_from_the_lean_scoring_environment(job_run, tmp_pa
     assert status == 200, response
     assert len(response["embeddings"]) == 1 and response["model"] == "bge-m3-kr:3"
     assert response["sparse"][0] and len(response["colbert"][0]) > 1
-    assert "backend onnx-int8" in (tmp_path / "server.log").read_text()
+    assert (
+        f"backend {spec['environment_variables']['SCORE_BACKEND']})" in (tmp_path / "server.log").read_text()
+    )

@@ -112,10 +112,26 @@ def test_onnx_m3_heads_reproduce_flagembedding(tiny_m3_onnx_dir):
     assert max(len(v) for v in got["colbert_vecs"]) == 15  # truncated to max_length, [CLS] left out
 
 
+def test_m3_modes_read_past_the_dense_length_as_flagembedding_does(tiny_m3_dir, tmp_path):
+    """A fine-tuned bge-m3 keeps its training length (e.g. 256) for dense embeddings, while FlagEmbedding's
+    sparse and ColBERT encodes read up to the max_length they are given: the ONNX encoder must too."""
+    folder = tmp_path / "short"
+    shutil.copytree(tiny_m3_dir, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps(config | {"model_max_length": 8}))
+    export_copy(folder, tmp_path / "exported" / "short", "--quantize", "none")
+    options = {"batch_size": 4, "max_length": 24, "return_sparse": True, "return_colbert_vecs": True}
+    expected = m3.load(folder).encode(ELECTRONICS_TEXTS, **options)
+    got = OnnxEncoder(tmp_path / "exported" / "short", "onnx").encode_m3(ELECTRONICS_TEXTS, **options)
+    assert max(len(v) for v in got["colbert_vecs"]) == 23  # 24 tokens, not the dense length 8
+    for want, have in zip(expected["colbert_vecs"], got["colbert_vecs"], strict=True):
+        np.testing.assert_allclose(have, want, atol=1e-5)
+
+
 def test_a_lossy_int8_variant_is_refused_and_nothing_is_written(tiny_model_dir, tmp_path, capsys):
     folder = with_outlier_embedding(tiny_model_dir, tmp_path / "outlier")
     before = sorted(p.name for p in folder.iterdir())
-    assert export_main(["--model", str(folder)]) == 2
+    assert export_main(["--model", str(folder)]) == 1  # ran, and the answer is no
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in err
@@ -145,6 +161,54 @@ def test_export_is_deterministic_and_never_overwrites_unasked(tiny_model_dir, tm
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert export_main(["--model", str(folder), "--quantize", "arm64", "--overwrite"]) == 0
     assert digests() == first and "model_qint8_arm64.onnx" in first
+
+
+def test_a_graph_over_the_protobuf_limit_keeps_its_weights_in_one_data_file(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """bge-m3 in fp32 (2.3 GB) is over protobuf's 2 GB: the weights go to one model.onnx_data beside the graph,
+    and every variant still loads and matches. Exercised on the tiny model with the threshold lowered."""
+    from src import export
+
+    monkeypatch.setattr(export, "EXTERNAL_DATA_BYTES", 1 << 20)
+    folder = export_copy(tiny_model_dir, tmp_path / "large")
+    files = {p.name: p.stat().st_size for p in (folder / "onnx").iterdir()}
+    assert set(files) == {
+        "encoder.json",
+        "model.onnx",
+        "model.onnx_data",
+        "model_qint8_avx2.onnx",
+        "tokenizer.json",
+    }
+    assert files["model.onnx"] < 1 << 20 < files["model.onnx_data"]  # the graph alone, the weights beside it
+    variants = json.loads((folder / "onnx" / "encoder.json").read_text())["variants"]
+    assert variants["onnx"]["min_cosine"] > 0.99999 and variants["onnx"]["bytes"] > files["model.onnx_data"]
+
+
+def test_a_damaged_or_foreign_onnx_folder_is_one_clear_error(tiny_onnx_dir, tmp_path, capsys):
+    from src import search
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_onnx_dir, folder)
+    (folder / "config.json").write_text((folder / "config.json").read_text().replace("}", ', "note": 1}', 1))
+    with pytest.raises(VariantMissing, match="exported from other weights"):
+        OnnxEncoder(folder, "onnx")
+    shutil.copy(tiny_onnx_dir / "config.json", folder / "config.json")
+    (folder / "onnx" / "encoder.json").write_text("{broken")
+    assert search.main(["--model", str(folder), "--backend", "onnx", "--query", "PWM"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("error: ")
+        and "cannot load the onnx variant (JSONDecodeError" in err
+        and "Traceback" not in err
+    )
+    assert "--overwrite" in err
+
+
+def test_export_leaves_the_standin_alone(capsys):
+    """The stand-in's files key the pipeline's stages: exporting into it would retrain for nothing."""
+    assert export_main(["--model", "e5-small-offline"]) == 2
+    assert "pipeline's base model and is left as it is" in capsys.readouterr().err
 
 
 def test_export_refuses_modules_it_cannot_reproduce(tiny_model_dir, tmp_path, capsys):

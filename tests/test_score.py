@@ -85,8 +85,8 @@ def serving(azmlinfsrv: Path, model_dir: Path, env: dict[str, str], log_file: Pa
             proc.wait(timeout=30)
 
 
-# PyTorch, and the default "auto", which serves the folder's int8 ONNX file without importing torch
-@pytest.fixture(scope="module", params=["torch", "auto"])
+# PyTorch; fp32 ONNX, what the deployment serves; and the default "auto", which picks the int8 file
+@pytest.fixture(scope="module", params=["torch", "onnx", "auto"])
 def server(model_dir, tmp_path_factory, request):
     env = {**os.environ, "SCORE_MAX_TEXTS": "8", "SCORE_MAX_CHARS": "200", "SCORE_MAX_BYTES": "4096",
            "SCORE_MAX_RESPONSE_BYTES": "4000", "SCORE_BACKEND": request.param}  # fmt: skip
@@ -96,8 +96,8 @@ def server(model_dir, tmp_path_factory, request):
 
 
 def same_embeddings(got: np.ndarray, expected: np.ndarray, backend: str) -> None:
-    """PyTorch's embeddings to 1e-5; the int8 variant's to a cosine of at least 0.99 per text."""
-    if backend == "torch":
+    """PyTorch's and fp32 ONNX's embeddings to 1e-5; the int8 variant's to a cosine of at least 0.99 per text."""
+    if backend in ("torch", "onnx"):
         np.testing.assert_allclose(got, expected, atol=1e-5)
     else:
         assert (
@@ -111,7 +111,7 @@ def test_embeddings_equal_sentence_transformers(server, tiny_model_dir):
 
     url, log, requested = server
     served = re.search(r"backend (\S+)\)", log.read_text()).group(1)
-    assert served == {"torch": "torch", "auto": "onnx-int8"}[requested]
+    assert served == {"torch": "torch", "onnx": "onnx", "auto": "onnx-int8"}[requested]
     model = SentenceTransformer(str(tiny_model_dir), device="cpu")
     for input_type, expected in [
         ("query", model.encode_query(TEXTS)),
