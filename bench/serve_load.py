@@ -235,12 +235,17 @@ def main() -> None:
     names = [b if len(args.workers) == 1 else f"{b} x{w}" for b, w in runs]
     base = runs.get(("torch", args.workers[0]))
     print(f"\nServing load test: azmlinfsrv + src/score.py, {Path(args.model).name}, {args.clients} clients, "
-          f"{args.texts_per_request} queries per request, {args.requests} requests, 127.0.0.1, {os.cpu_count()} cores")  # fmt: skip
+          f"{args.texts_per_request} queries per request, up to {args.requests} requests in {args.max_seconds:.0f} s, "
+          f"127.0.0.1, {os.cpu_count()} cores")  # fmt: skip
     print(f"{'':<34}" + "".join(f"{n:>16}" for n in names))
 
     def row(label: str, cells: list[str]) -> None:
         print(f"{label:<34}" + "".join(f"{c:>16}" for c in cells))
 
+    row(
+        "requests answered",
+        [str(len(r.latencies) + sum(n for st, n in r.statuses.items() if st != 200)) for r in runs.values()],
+    )
     row("requests/s", [f"{len(r.latencies) / r.elapsed:.1f}" for r in runs.values()])
     if base:
         row(

@@ -181,6 +181,10 @@ def export_fp32(model, path: Path, opset: int) -> None:
     large = sum(f.stat().st_size for f in raw.iterdir()) > EXTERNAL_DATA_BYTES
     onnx.save_model(graph, path, save_as_external_data=large, all_tensors_to_one_file=True,
                     location=f"{path.name}_data")  # fmt: skip
+    if large:  # onnx writes the data file owner-only; the server may run as another user
+        umask = os.umask(0)
+        os.umask(umask)
+        (path.parent / f"{path.name}_data").chmod(0o666 & ~umask)
     shutil.rmtree(raw)
 
 

@@ -181,6 +181,7 @@ def test_a_graph_over_the_protobuf_limit_keeps_its_weights_in_one_data_file(
         "tokenizer.json",
     }
     assert files["model.onnx"] < 1 << 20 < files["model.onnx_data"]  # the graph alone, the weights beside it
+    assert (folder / "onnx" / "model.onnx_data").stat().st_mode & 0o044  # readable by the server's user too
     variants = json.loads((folder / "onnx" / "encoder.json").read_text())["variants"]
     assert variants["onnx"]["min_cosine"] > 0.99999 and variants["onnx"]["bytes"] > files["model.onnx_data"]
 
