@@ -74,6 +74,7 @@ def test_onnx_encoder_reproduces_sentence_transformers(tiny_onnx_dir, backend):
             assert cosines(got, expected.reshape(-1, 32)).min() > 0.99
 
 
+@pytest.mark.slow
 def test_query_and_document_lengths_are_kept(tiny_model_dir, tmp_path):
     """A model trained with separate query and document lengths (src.train's --max_query_length) truncates
     queries at 8 tokens and documents at 12 here; the ONNX encoder must do the same, exactly."""
@@ -112,6 +113,7 @@ def test_onnx_m3_heads_reproduce_flagembedding(tiny_m3_onnx_dir):
     assert max(len(v) for v in got["colbert_vecs"]) == 15  # truncated to max_length, [CLS] left out
 
 
+@pytest.mark.slow
 def test_m3_modes_read_past_the_dense_length_as_flagembedding_does(tiny_m3_dir, tmp_path):
     """A fine-tuned bge-m3 keeps its training length (e.g. 256) for dense embeddings, while FlagEmbedding's
     sparse and ColBERT encodes read up to the max_length they are given: the ONNX encoder must too."""
@@ -128,6 +130,7 @@ def test_m3_modes_read_past_the_dense_length_as_flagembedding_does(tiny_m3_dir, 
         np.testing.assert_allclose(have, want, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_lossy_int8_variant_is_refused_and_nothing_is_written(tiny_model_dir, tmp_path, capsys):
     folder = with_outlier_embedding(tiny_model_dir, tmp_path / "outlier")
     before = sorted(p.name for p in folder.iterdir())
@@ -148,6 +151,7 @@ def test_a_lossy_int8_variant_is_refused_and_nothing_is_written(tiny_model_dir, 
         OnnxEncoder(folder, "onnx-int8")
 
 
+@pytest.mark.slow
 def test_export_is_deterministic_and_never_overwrites_unasked(tiny_model_dir, tmp_path, capsys):
     folder = export_copy(tiny_model_dir, tmp_path / "model", "--quantize", "arm64")
 
@@ -163,6 +167,7 @@ def test_export_is_deterministic_and_never_overwrites_unasked(tiny_model_dir, tm
     assert digests() == first and "model_qint8_arm64.onnx" in first
 
 
+@pytest.mark.slow
 def test_a_graph_over_the_protobuf_limit_keeps_its_weights_in_one_data_file(
     tiny_model_dir, tmp_path, monkeypatch
 ):
