@@ -12,13 +12,10 @@ import numpy as np
 import pytest
 
 from src import m3
+from src.export import cosines
 from src.export import main as export_main
 from src.onnx_encoder import OnnxEncoder, VariantMissing, variant_file
 from tests.conftest import ELECTRONICS_TEXTS, export_copy
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def with_outlier_embedding(model_dir: Path, target: Path) -> Path:
