@@ -25,8 +25,7 @@ import yaml
 
 from src import cli
 from src.cli import UsageError
-from src.data import DataError
-from src.pipeline import file_digest
+from src.data import DataError, file_digest
 
 AZUREML = Path(__file__).resolve().parents[1] / "azureml"
 JOB_FILE = AZUREML / "job.yml"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -20,7 +21,7 @@ import tempfile
 import types
 import typing
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -503,6 +504,22 @@ def atomic_path(target: str | os.PathLike, is_dir: bool = False) -> Iterator[Pat
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def file_digest(path: str | os.PathLike, skip: Callable[[Path], bool] | None = None) -> str:
+    """SHA-256 of a file's bytes, or of a folder's files (relative names and bytes, in sorted order), leaving
+    out the files whose relative path ``skip`` accepts."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir() and skip is not None and skip(f.relative_to(path)):
+            continue
+        h.update(str(f.relative_to(path)).encode() if path.is_dir() else b"")
+        with f.open("rb") as stream:
+            for chunk in iter(lambda: stream.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> int:

@@ -22,7 +22,6 @@ report.md, PNG charts).
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import random
@@ -47,6 +46,7 @@ from src.data import (
     TermPair,
     Triplet,
     atomic_path,
+    file_digest,
     load_eval_concepts,
     load_term_pairs,
     read_jsonl,
@@ -433,18 +433,12 @@ def query_kind(query: str) -> str:
     return "acronym" if ACRONYM.search(query) else "term"
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_charts(folder: Path, metrics: dict) -> None:
     """metrics.png: every metric per system (synthetic split); styles.png: nDCG@10 per query style;
     independent.png: each independent set's headline metric per system, beside the synthetic split's."""
-    import matplotlib
+    from src.plots import korean_pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = korean_pyplot()
     systems = list(metrics["systems"])
     width = 0.8 / len(systems)
     tasks = {
@@ -816,11 +810,11 @@ def evaluate(config: EvalConfig, argv: list[str]) -> dict:
         "baseline_model": baseline,
         "data": {
             "test_file": str(config.test_data),
-            "test_sha256": file_sha256(config.test_data),
+            "test_sha256": file_digest(config.test_data),
             "corpus_file": str(config.corpus),
-            "corpus_sha256": file_sha256(config.corpus),
+            "corpus_sha256": file_digest(config.corpus),
             "sts_file": str(config.sts) if config.sts else None,
-            "sts_sha256": file_sha256(config.sts) if config.sts else None,
+            "sts_sha256": file_digest(config.sts) if config.sts else None,
             "queries": len(test.rows),
             "corpus_passages": len(test.corpus),
             "test_concepts": len({r.concept_id for r in test.rows}),
@@ -839,7 +833,7 @@ def evaluate(config: EvalConfig, argv: list[str]) -> dict:
         metrics["independent"] = {
             "part": config.eval_part,
             "eval_dir": str(config.eval_dir),
-            "files_sha256": {f.name: file_sha256(f) for f in files},
+            "files_sha256": {f.name: file_digest(f) for f in files},
             "tasks": results,
         }
 

@@ -31,6 +31,7 @@ from types import ModuleType
 
 from src import cli, evaluate, synth_data, train
 from src.base_model import STANDIN_NAME, ensure_standin
+from src.data import file_digest
 from src.domain import DEFAULT_FILE
 
 # The training recipe both profiles share, chosen on the independent sets' dev part (bench/recipes.py,
@@ -60,18 +61,6 @@ PROFILES = {
 }  # fmt: skip
 STAMP = ".pipeline_key"  # <output>.pipeline_key beside each stage's output holds its input key
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes, or of a folder's files (relative names and bytes, in sorted order)."""
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        h.update(str(f.relative_to(path)).encode() if path.is_dir() else b"")
-        with f.open("rb") as stream:
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
 
 
 def model_digest(name: str) -> str:

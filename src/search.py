@@ -4,6 +4,7 @@
     uv run python -m src.search --model outputs/pipeline/model --query "강압 컨버터" --base_model e5-small-offline
     uv run python -m src.search --model outputs/pipeline/model --corpus faq.jsonl   # interactive prompt
     uv run python -m src.search --model outputs/pipeline/model --related "벅 컨버터"
+    uv run python -m src.search --index outputs/doc_index --query "PWM이 뭐야?"   # a folder indexed by src.index
 
 The corpus is the glossary by default (one passage per concept: term, English name, definition) or a
 file: ``.txt`` (a passage per line), passage JSONL (src.synth_data's corpus: passage_id, concept_id,
@@ -12,6 +13,13 @@ both encoded as queries). Queries get the model's query prompt, passages its doc
 Corpus embeddings are cached in --cache_dir under a key of the model (its files' names, sizes and
 modification times), the corpus content and the encoding mode, so a retrained model or an edited corpus
 is re-indexed and anything else is reused. ``--bm25_weight`` mixes in the evaluation stage's BM25.
+
+With ``--index`` (a folder that ``src.index`` built) queries search its document chunks: ``--mode`` hybrid
+(dense and BM25 over Kiwi morphemes, fused by ``--fusion``), dense, bm25 or sparse (M3 models), limited to
+``--file`` / ``--folder``; each hit shows its file, page, heading path and a snippet with the query's words
+highlighted. The model defaults to the one that built the index, and another model is refused;
+``--base_model`` searches the base model's embeddings of the same chunks (``src.index --base_model``).
+``--related`` and a ``--corpus`` (an FAQ, say) work beside it.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from src import cli
+from src import index as doc_search
 from src.base_model import ModelNotFound, load_encoder, resolve_model
 from src.data import (
     DataError,
@@ -42,6 +51,7 @@ from src.data import (
 from src.domain import Domain, load_domain
 
 GLOSSARY = Path("data/glossary_ko.jsonl")
+DEFAULT_MODEL = "outputs/bge-m3-kr"
 
 
 @dataclass(frozen=True)
@@ -188,14 +198,27 @@ def format_hits(index: Index, hits: list[tuple[int, float]], width: int) -> list
     return [f"{r:>2}. {s:.4f}  {fit(index.docs[j].shown, width)}" for r, (j, s) in enumerate(hits, start=1)]
 
 
-def print_results(title: str, columns: dict[str, tuple[Index, list[tuple[int, float]]]], width: int) -> None:
-    """One block per query: each system's hits in its own column."""
+def format_doc_hits(hits: list, query: str, width: int, marks: tuple[str, str] = ("«", "»")) -> list[str]:
+    """Index hits (src.index.Hit) as "rank. score  file p.N > heading | snippet", the query's words marked."""
+    lines = []
+    for r, h in enumerate(hits, start=1):
+        where = h.file + (f" p.{h.page}" if h.page else "") + (f" > {h.heading}" if h.heading else "")
+        text, spans = doc_search.snippet(h.text, query, width)
+        for a, b in reversed(spans):
+            text = text[:a] + marks[0] + text[a:b] + marks[1] + text[b:]
+        lines.append(f"{r:>2}. {h.score:.4f}  {fit(where + ' | ' + text, width)}")
+    return lines
+
+
+def print_results(title: str, columns: dict[str, list[str]], width: int) -> None:
+    """One block per query: each system's formatted hits in its own column."""
     print(f"\n{title}")
     names = list(columns)
-    blocks = [format_hits(*columns[n], width) for n in names]
     col = width + 12
     print("   ".join(fit(n, col) for n in names).rstrip())
-    for row in zip(*blocks, strict=True):
+    depth = max(len(lines) for lines in columns.values())
+    for i in range(depth):
+        row = [columns[n][i] if i < len(columns[n]) else "" for n in names]
         print("   ".join(fit(cell, col) for cell in row).rstrip())
 
 
@@ -223,8 +246,8 @@ def non_empty_text(text: str) -> str:
 
 def build_parser() -> cli.ArgumentParser:
     p = cli.ArgumentParser(__doc__)
-    p.add_argument("--model", type=cli.model_name, default="outputs/bge-m3-kr",
-                   help="model folder, Hub id or e5-small-offline")  # fmt: skip
+    p.add_argument("--model", type=cli.model_name,
+                   help=f"model folder, Hub id or e5-small-offline (default: the index's model, else {DEFAULT_MODEL})")  # fmt: skip
     p.add_argument("--base_model", type=cli.model_name, help="also show this model's results side by side")
     cli.add_backend(p)
     p.add_argument("--corpus", type=cli.input_file,
@@ -235,10 +258,21 @@ def build_parser() -> cli.ArgumentParser:
                    help="a query (repeatable); none: read queries interactively")  # fmt: skip
     p.add_argument("--related", type=non_empty_text, action="append", metavar="TERM",
                    help="recommend concepts related to TERM")  # fmt: skip
-    p.add_argument("--top_k", type=cli.positive_int, default=5)
+    p.add_argument("--index", type=cli.input_dir, help="a document index built by python -m src.index")
     p.add_argument(
-        "--bm25_weight", type=cli.probability, default=0.0, help="hybrid: weight of normalized BM25 (0-1)"
+        "--mode", choices=doc_search.MODES, default="hybrid", help="with --index: how chunks are retrieved"
     )
+    p.add_argument("--fusion", choices=doc_search.FUSIONS, default="rrf",
+                   help="with --index: reciprocal-rank fusion, or weighted normalized scores")  # fmt: skip
+    p.add_argument(
+        "--file", action="append", metavar="PATH", help="with --index: only this file (repeatable)"
+    )
+    p.add_argument(
+        "--folder", action="append", metavar="DIR", help="with --index: only this folder (repeatable)"
+    )
+    p.add_argument("--top_k", type=cli.positive_int, default=5)
+    p.add_argument("--bm25_weight", type=cli.probability,
+                   help="hybrid: weight of the lexical side, 0-1 (default: 0 for a corpus, 0.5 for an --index)")  # fmt: skip
     p.add_argument("--cache_dir", type=cli.output_path, default=Path("outputs/index"))
     p.add_argument(
         "--width", type=cli.number(int, 20, 1000), default=60, help="columns of text shown per result"
@@ -274,32 +308,76 @@ def _prompt() -> str | None:
         return None
 
 
+@dataclass
+class System:
+    """One model as the user sees it: its column title, the encoder, and its embeddings of what is searched."""
+
+    title: str
+    model: object
+    folder: Path
+    backend: str
+    embedder: object = None  # src.index.Embedder, with --index
+    role: str = "model"  # its table in the document index
+    corpus: Index | None = None  # the corpus or glossary, when one is searched
+
+
+def load_systems(args: argparse.Namespace, doc_index) -> list[System]:
+    """The fine-tuned model (and the base with --base_model), checked against the index's record."""
+    default = doc_index.meta.tables["model"]["folder"] if doc_index else DEFAULT_MODEL
+    systems = []
+    for label, name, backend, role in (
+        ("fine-tuned", args.model or default, args.backend, "model"),
+        ("base", args.base_model, "torch", "compare"),
+    ):
+        if not name:
+            continue
+        if doc_index:
+            embedder = doc_search.load_embedder(name, backend)
+            doc_index.check(role, embedder)
+            model, folder = embedder.model, embedder.folder
+        else:
+            (model, folder), embedder = load(name, backend), None
+        title = f"{label} ({folder.name})" if args.base_model else folder.name
+        title += f" [{backend}]" if backend != "torch" else ""
+        systems.append(System(title, model, folder, backend, embedder, role))
+    return systems[::-1]  # base first, fine-tuned second: read left to right as before -> after
+
+
 @cli.entry_point
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    docs, as_queries = load_corpus(args.corpus, load_domain(args.templates) if args.templates else None)
-    systems = {}
-    for label, name, backend in (
-        ("fine-tuned", args.model, args.backend),
-        ("base", args.base_model, "torch"),
-    ):
-        if name:
-            model, folder = load(name, backend)
-            title = f"{label} ({folder.name})" if args.base_model else folder.name
-            title += f" [{backend}]" if backend != "torch" else ""
-            systems[title] = (model, build_index(model, folder, docs, as_queries, args.cache_dir, backend))
-    names = list(systems)[::-1]  # base first, fine-tuned second: read left to right as before -> after
+    doc_index = doc_search.DocIndex(args.index) if args.index else None
+    systems = load_systems(args, doc_index)
+    needs_corpus = args.corpus or args.related or not doc_index
+    if needs_corpus:
+        docs, as_queries = load_corpus(args.corpus if args.corpus or not args.related else None,
+                                       load_domain(args.templates) if args.templates else None)  # fmt: skip
+        for s in systems:
+            s.corpus = build_index(s.model, s.folder, docs, as_queries, args.cache_dir, s.backend)
     for term in args.related or []:
-        any_index = next(iter(systems.values()))[1]
-        if find_concept(any_index, term) is None and not any_index.docs[0].names:
+        if (
+            args.corpus
+            and find_concept(systems[0].corpus, term) is None
+            and not systems[0].corpus.docs[0].names
+        ):
             raise cli.UsageError("--related needs the glossary corpus (no --corpus, or a glossary file)")
-        columns = {n: (systems[n][1], related(systems[n][0], systems[n][1], term, args.top_k)) for n in names}
+        columns = {s.title: format_hits(s.corpus, related(s.model, s.corpus, term, args.top_k), args.width)
+                   for s in systems}  # fmt: skip
         print_results(f"관련 용어: {term}", columns, args.width)
     queries = args.query if args.query or args.related else read_queries()
+    where = doc_search.where_clause(args.file, args.folder)
     for q in queries or []:
-        columns = {n: (systems[n][1], search(systems[n][0], systems[n][1], [q], args.top_k, args.bm25_weight)[0])
-                   for n in names}  # fmt: skip
-        print_results(f"질의: {q}", columns, args.width)
+        if doc_index:
+            weight = 0.5 if args.bm25_weight is None else args.bm25_weight
+            columns = {s.title: format_doc_hits(doc_search.search(doc_index, s.role, s.embedder, q, args.top_k, args.mode,
+                                                             args.fusion, weight, where), q, args.width)
+                       for s in systems}  # fmt: skip
+            print_results(f"문서 검색: {q}", columns, args.width)
+        if args.corpus or not doc_index:
+            weight = args.bm25_weight or 0.0
+            columns = {s.title: format_hits(s.corpus, search(s.model, s.corpus, [q], args.top_k, weight)[0], args.width)
+                       for s in systems}  # fmt: skip
+            print_results(f"질의: {q}", columns, args.width)
     return 0
 
 

@@ -6,9 +6,11 @@ Each concept (term, English name, definition; embedded with the document prompt)
 --neighbors nearest concepts whose cosine similarity is at least --min_similarity; edges are undirected
 and weighted by that cosine. Writes, atomically, to --output_dir:
     graph.graphml, graph.json   the graph (nodes: id, term, english, acronym, category; edges: weight)
-    graph.png                   the graph drawn with a seeded spring layout, coloured by category
+    graph.png                   the graph drawn with a seeded spring layout, coloured by category; the
+                                best-connected concepts are labelled with their Korean term (and acronym)
     projection.png              2-D PCA of the concept embeddings, base model vs fine-tuned, by category
     summary.json                edge counts, same-category edge share and category silhouette per model
+Figures use NanumGothic (src.plots), so terms, category names and titles are written in Korean.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import numpy as np
 
 from src import cli
 from src.data import atomic_path, load_glossary
-from src.domain import load_domain
+from src.domain import default_domain, load_domain
+from src.plots import korean_pyplot
 from src.search import GLOSSARY, build_index, concept_doc, load
 
 PALETTE = "tab20"
@@ -70,27 +73,24 @@ def graph_stats(graph, embeddings: np.ndarray, categories: list[str]) -> dict:
 
 
 def label(node: dict) -> str:
-    """A short Latin label (the acronym, else the English name): matplotlib's default fonts lack Hangul."""
-    return node["acronym"] or node["english"] or ""
+    """The node's Korean term, with its acronym when the term does not already spell it: "펄스 폭 변조 (PWM)",
+    "NTC 서미스터"."""
+    term, acronym = node["term"], node["acronym"]
+    return f"{term} ({acronym})" if acronym and acronym not in term else term
 
 
 def category_colors(categories: list[str]) -> dict[str, tuple]:
     """One colour per category, in the order the categories first appear."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return dict(zip(dict.fromkeys(categories), plt.get_cmap(PALETTE).colors, strict=False))
+    return dict(zip(dict.fromkeys(categories), korean_pyplot().get_cmap(PALETTE).colors, strict=False))
 
 
-def draw_graph(graph, path: Path, seed: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def graph_figure(graph, seed: int, category_labels: dict[str, str]):
+    """The term graph as a matplotlib Figure: seeded spring layout, nodes coloured by category, the 60
+    best-connected concepts labelled (``label``), a legend of category names (``category_labels``: key ->
+    Korean name; a key not in it is shown as is)."""
     import networkx as nx
 
+    plt = korean_pyplot()
     colors = category_colors([graph.nodes[n]["category"] for n in graph.nodes])
     pos = nx.spring_layout(graph, seed=seed, weight="weight")
     fig, ax = plt.subplots(figsize=(14, 12))
@@ -101,22 +101,27 @@ def draw_graph(graph, path: Path, seed: int) -> None:
     nx.draw_networkx_labels(graph, pos, ax=ax, font_size=7,
                             labels={n: label(graph.nodes[n]) for n, _ in hubs})  # fmt: skip
     for key, color in colors.items():
-        ax.scatter([], [], color=color, label=key)
+        ax.scatter([], [], color=color, label=category_labels.get(key, key))
     ax.legend(loc="lower left", fontsize=8, frameon=False)
-    ax.set_title(f"Term relations: {graph.number_of_nodes()} concepts, {graph.number_of_edges()} edges")
+    ax.set_title(f"용어 관계 지도: 개념 {graph.number_of_nodes()}개, 간선 {graph.number_of_edges()}개")
     ax.axis("off")
+    return fig
+
+
+def draw_graph(graph, path: Path, seed: int, category_labels: dict[str, str]) -> None:
+    fig = graph_figure(graph, seed, category_labels)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    korean_pyplot().close(fig)
 
 
-def draw_projection(views: dict[str, np.ndarray], categories: list[str], path: Path) -> None:
-    """Side-by-side 2-D PCA of each model's concept embeddings, coloured by category."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def draw_projection(
+    views: dict[str, np.ndarray], categories: list[str], path: Path, category_labels: dict[str, str]
+) -> None:
+    """Side-by-side 2-D PCA of each model's concept embeddings, coloured by category (legend: Korean names
+    from ``category_labels``)."""
     from sklearn.decomposition import PCA
 
+    plt = korean_pyplot()
     colors = category_colors(categories)
     fig, axes = plt.subplots(1, len(views), figsize=(7 * len(views), 6), squeeze=False)
     for ax, (name, emb) in zip(axes[0], views.items(), strict=True):
@@ -126,9 +131,9 @@ def draw_projection(views: dict[str, np.ndarray], categories: list[str], path: P
         ax.set_xticks([])
         ax.set_yticks([])
     for key, color in colors.items():
-        axes[0][-1].scatter([], [], color=color, label=key)
+        axes[0][-1].scatter([], [], color=color, label=category_labels.get(key, key))
     axes[0][-1].legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8, frameon=False)
-    fig.suptitle("Concept embeddings (PCA), coloured by category")
+    fig.suptitle("개념 임베딩 PCA (색: 분야)")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
@@ -159,7 +164,8 @@ def build_parser() -> cli.ArgumentParser:
 @cli.entry_point
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    concepts = load_glossary(args.glossary, load_domain(args.templates) if args.templates else None)
+    domain = load_domain(args.templates) if args.templates else default_domain()
+    concepts = load_glossary(args.glossary, domain)
     if len(concepts) < 3:
         raise cli.UsageError(f"{args.glossary}: {len(concepts)} concepts; a term map needs at least 3")
     docs = [concept_doc(c) for c in concepts]
@@ -186,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         nx.write_graphml(graph, out / "graph.graphml")
         (out / "graph.json").write_text(json.dumps(nx.node_link_data(graph, edges="edges"), ensure_ascii=False, indent=1),
                                         encoding="utf-8")  # fmt: skip
-        draw_graph(graph, out / "graph.png", args.seed)
-        draw_projection(views, categories, out / "projection.png")
+        draw_graph(graph, out / "graph.png", args.seed, domain.categories)
+        draw_projection(views, categories, out / "projection.png", domain.categories)
         (out / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     for name, stats in summary["models"].items():
         print(f"{name:<40} edges {stats['edges']:>5}  same-category {stats['same_category_edge_share']:.3f}  "

@@ -9,7 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from src import aml, base_model, cli, evaluate, export, gate, pipeline, search, synth_data, term_map, train
+from src import (
+    aml,
+    base_model,
+    cli,
+    evaluate,
+    export,
+    gate,
+    index,
+    pipeline,
+    search,
+    synth_data,
+    term_map,
+    train,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = {
@@ -23,6 +36,7 @@ STAGES = {
     "term_map": term_map,
     "aml": aml,
     "export": export,
+    "index": index,
 }
 KINDS = ("missing", "empty", "malformed", "out_of_range")
 
@@ -76,6 +90,14 @@ def stage_argv(stage: str, kind: str, tmp: Path, model: Path) -> list[str] | Non
         if kind in ("empty", "malformed"):
             return None
         return ["--model", str(model), "--min_cosine", "2"] if bad is None else ["--model", bad]
+    if stage == "index":  # reads a folder of documents: no lines to break
+        if kind == "malformed":
+            return None
+        docs = tmp / "docs"
+        if kind != "missing":
+            docs.mkdir()
+        args = ["--docs", str(docs), "--model", str(model), "--index", str(tmp / "index")]
+        return [*args, "--chunk_tokens", "0"] if bad is None else args
     raise AssertionError(stage)
 
 
@@ -92,7 +114,7 @@ def test_every_stage_reports_bad_input_in_one_line_with_exit_code_2(
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in captured.err, captured.err
-    named = {"missing": ("file not found", "model folder not found"), "empty": ("empty", "truncated"), "malformed": (":2:", "line 2"),
+    named = {"missing": ("file not found", "folder not found"), "empty": ("empty", "truncated"), "malformed": (":2:", "line 2"),
              "out_of_range": ("must be",)}[kind]  # fmt: skip
     assert any(n in errors[0] for n in named), errors[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
@@ -120,6 +142,8 @@ def test_every_stage_reports_bad_input_in_one_line_with_exit_code_2(
     ("gate", ["--metrics", "m.json", "--min_ndcg_gain", "inf"], "--min_ndcg_gain: must be a finite number"),
     ("export", ["--min_cosine", "1.5"], "--min_cosine: must be a finite number in [-1, 1], got 1.5"),
     ("search", ["--backend", "tensorrt"], "--backend: invalid choice: 'tensorrt'"),
+    ("search", ["--mode", "fuzzy"], "--mode: invalid choice: 'fuzzy'"),
+    ("index", ["--docs", ".", "--model", "m", "--overlap_tokens", "-1"], "--overlap_tokens: must be a finite number in [0, 512]"),
 ])  # fmt: skip
 def test_numbers_are_range_checked_before_any_work(stage, flags, message, capsys):
     assert STAGES[stage].main(flags) == 2

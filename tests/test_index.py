@@ -1,0 +1,406 @@
+"""src.documents and src.index: every format's text and structure, every bad-file case, chunk sizes in model
+tokens, incremental updates and deletions, the model-mismatch refusal, interrupted runs, filters and fusion;
+and, with the stand-in, that the sample documents answer their queries."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from src import index as idx
+from src.documents import Block, Unreadable, chunk_blocks, read_blocks, windows
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "data" / "docs"
+
+PWM = "펄스 폭 변조(PWM)는 스위칭 주기에서 켜진 시간의 비율, 곧 듀티 사이클로 평균 전압을 조절한다."
+BUCK = "벅 컨버터는 입력보다 낮은 직류 전압을 만드는 스위칭 전원이다. 인덕터와 출력 커패시터로 리플을 줄인다."
+SAFETY = "누전 차단기는 누설 전류를 감지해 회로를 끊는다.\n\n접지는 감전을 막는다."
+
+
+def write_hwpx(path: Path, outline: list[tuple[int, str]], paragraphs: dict[str, list[str]]) -> Path:
+    """An HWPX file from python-hwpx: each heading ("개요 N" style) followed by its body paragraphs."""
+    from hwpx import HwpxDocument
+
+    document = HwpxDocument.new()
+    for level, title in outline:
+        document.add_heading(title, level=level)
+        for text in paragraphs.get(title, []):
+            document.add_paragraph(text, style="본문")
+    document.save_to_path(path)
+    return path
+
+
+def write_pdf(path: Path, pages: list[str], encrypt: str | None = None) -> Path:
+    """A PDF with one text page per entry (reportlab, NanumGothic), optionally encrypted with pypdf."""
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+    from reportlab.pdfgen.canvas import Canvas
+
+    from src.plots import font_file
+
+    pdfmetrics.registerFont(TTFont("NanumGothic", str(font_file())))
+    canvas = Canvas(str(path), invariant=1)
+    for text in pages:
+        canvas.setFont("NanumGothic", 11)
+        for n, line in enumerate(text.split("\n")):
+            canvas.drawString(50, 780 - 16 * n, line)
+        canvas.showPage()
+    canvas.save()
+    if encrypt:
+        from pypdf import PdfReader, PdfWriter
+
+        writer = PdfWriter(clone_from=PdfReader(path))
+        writer.encrypt(encrypt)
+        writer.write(path)
+    return path
+
+
+def blank_pdf(path: Path) -> Path:
+    """A PDF whose page has no text layer, as a scan has none."""
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    writer.write(path)
+    return path
+
+
+@pytest.fixture
+def docs(tmp_path) -> Path:
+    """A small folder of every format, one of them in a subfolder."""
+    folder = tmp_path / "docs"
+    (folder / "manuals").mkdir(parents=True)
+    write_hwpx(folder / "manuals" / "motor.hwpx", [(1, "모터 구동"), (2, "PWM 제어")], {"PWM 제어": [PWM]})
+    (folder / "buck.md").write_text(
+        f"# 전원 설계\n\n## 벅 컨버터\n\n{BUCK}\n\n| 항목 | 값 |\n|---|---|\n| 입력 | 12 V |\n"
+    )
+    (folder / "fet.html").write_text(
+        "<html><head><script>var x = '스크립트';</script></head><body><nav>메뉴 홈</nav><h1>MOSFET</h1>"
+        "<h2>게이트</h2><p>게이트 저항은 스위칭 속도와 링잉을 정한다.</p><ul><li>드라이버 전류</li></ul></body></html>"
+    )
+    (folder / "safety.txt").write_text(SAFETY)
+    write_pdf(
+        folder / "sensor.pdf", ["센서 인터페이스\n서미스터는 온도에 따라 저항이 변한다.", "4-20 mA 전류 루프"]
+    )
+    return folder
+
+
+def ingest(docs: Path, index: Path, embedder, **kwargs) -> idx.Summary:
+    return idx.ingest(docs, index, {"model": embedder}, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    return idx.load_embedder(str(tiny_model_dir))
+
+
+def rows(index: Path, role: str = "model") -> list[dict]:
+    return idx.DocIndex(index).table(role).to_arrow().select(["chunk_id", "file", "page", "text"]).to_pylist()
+
+
+# ----------------------------------------------------------------------------- formats
+
+
+def test_each_format_gives_its_text_pages_and_headings(docs):
+    hwpx = read_blocks(docs / "manuals" / "motor.hwpx")
+    assert hwpx == [Block(PWM, 0, ("모터 구동", "PWM 제어"))]
+    md = read_blocks(docs / "buck.md")
+    assert md[0] == Block(f"{BUCK}\n항목 | 값\n입력 | 12 V", 0, ("전원 설계", "벅 컨버터"))
+    html = read_blocks(docs / "fet.html")
+    assert [b.heading for b in html] == [("MOSFET", "게이트")]
+    assert "게이트 저항은" in html[0].text and "드라이버 전류" in html[0].text
+    assert "스크립트" not in html[0].text and "메뉴" not in html[0].text
+    assert [b.text for b in read_blocks(docs / "safety.txt")] == SAFETY.split("\n\n")
+    pdf = read_blocks(docs / "sensor.pdf")
+    assert [b.page for b in pdf] == [1, 2]
+    assert "서미스터는 온도에 따라 저항이 변한다." in pdf[0].text and "전류 루프" in pdf[1].text
+
+
+def test_cp949_text_is_read(tmp_path):
+    path = tmp_path / "legacy.txt"
+    path.write_bytes("절연 저항 측정은 메거로 한다.".encode("cp949"))
+    assert read_blocks(path)[0].text == "절연 저항 측정은 메거로 한다."
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "reason"),
+    [
+        ("scan.pdf", blank_pdf, "no text layer (a scanned PDF?)"),
+        ("locked.pdf", lambda p: write_pdf(p, ["비밀 문서"], encrypt="pw"), "encrypted PDF"),
+        ("broken.pdf", lambda p: p.write_bytes(b"%PDF-1.7\n1 0 obj <<"), "not a readable PDF"),
+        ("broken.hwpx", lambda p: p.write_bytes(b"PK\x03\x04 not really a zip"), "not a readable HWPX file"),
+        ("report.docx", lambda p: p.write_bytes(b"PK"), "unsupported file type '.docx'"),
+        ("binary.txt", lambda p: p.write_bytes(b"\x80\x80\xff\xfe\x00"), "text is neither UTF-8 nor CP949"),
+        ("empty.md", lambda p: p.write_text("   \n"), "no text"),
+    ],
+)
+def test_bad_files_are_unreadable_with_a_reason(tmp_path, name, make, reason):
+    path = tmp_path / name
+    make(path)
+    with pytest.raises(Unreadable) as e:
+        read_blocks(path)
+    assert str(e.value).startswith(reason)
+
+
+# ----------------------------------------------------------------------------- chunking
+
+
+def test_chunks_fit_the_token_budget_overlap_and_cut_at_sentences(tiny):
+    text = " ".join(f"문장 {i}번은 전력 변환 회로의 효율을 설명한다." for i in range(60))
+    blocks = [Block(text, 3, ("설계", "효율"))]
+    chunks = chunk_blocks(blocks, tiny.tokenizer, 64, 8)
+    assert len(chunks) > 3
+    heading_tokens = len(tiny.tokenizer.encode("설계 > 효율", add_special_tokens=False).ids)
+    for c in chunks:
+        assert len(tiny.tokenizer.encode(c.text, add_special_tokens=False).ids) <= 64 - heading_tokens
+        assert text[c.start : c.end] == c.text  # offsets index the page text
+        assert (c.page, c.heading) == (3, "설계 > 효율")
+        assert c.text.endswith(".")  # cut at a sentence end
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        assert a.start < b.start < a.end  # consecutive chunks overlap
+
+
+def test_windows_never_cut_inside_a_word():
+    text = "가" * 5 + " " + "나" * 5 + " " + "다" * 5
+    offsets = [(i, i + 1) for i, ch in enumerate(text) if ch != " "]
+    for s, e in windows(text, offsets, 7, 2):
+        assert (s == 0 or text[s - 1] == " ") and (e == len(text) or text[e] == " ")
+
+
+def test_sections_do_not_cross_pages_or_headings(tiny):
+    blocks = [
+        Block("첫 쪽 내용.", 1, ()),
+        Block("둘째 쪽 내용.", 2, ()),
+        Block("제목 아래 내용.", 2, ("제목",)),
+    ]
+    chunks = chunk_blocks(blocks, tiny.tokenizer, 128, 16)
+    assert [(c.page, c.heading, c.text) for c in chunks] == [
+        (1, "", "첫 쪽 내용."),
+        (2, "", "둘째 쪽 내용."),
+        (2, "제목", "제목 아래 내용."),
+    ]
+    assert chunks[2].start == len("둘째 쪽 내용.") + 2  # offsets count from the page's text
+
+
+# ----------------------------------------------------------------------------- the index
+
+
+def test_ingest_indexes_every_format_and_reports_skipped_files(docs, tmp_path, tiny):
+    blank_pdf(docs / "scan.pdf")
+    (docs / "notes.docx").write_bytes(b"PK")
+    (docs / ".hidden.txt").write_text("숨김")
+    summary = ingest(docs, tmp_path / "index", tiny)
+    assert sorted(summary.indexed) == [
+        "buck.md",
+        "fet.html",
+        "manuals/motor.hwpx",
+        "safety.txt",
+        "sensor.pdf",
+    ]
+    assert summary.skipped == {
+        "notes.docx": "unsupported file type (.docx)",
+        "scan.pdf": "no text layer (a scanned PDF?)",
+    }
+    text = "\n".join(summary.lines())
+    assert "5 files indexed" in text and "2 skipped" in text and "skipped scan.pdf: no text layer" in text
+    meta = json.loads((tmp_path / "index" / "index.json").read_text())
+    assert meta["tables"]["model"]["fingerprint"] == idx.model_fingerprint(tiny.folder)
+    assert meta["files"]["sensor.pdf"]["chunks"] == 2
+    pages = {(r["file"], r["page"]) for r in rows(tmp_path / "index")}
+    assert {("sensor.pdf", 1), ("sensor.pdf", 2), ("buck.md", 0)} <= pages
+
+
+def test_rerun_embeds_only_changed_files_and_removes_deleted_ones(docs, tmp_path, tiny):
+    index = tmp_path / "index"
+    ingest(docs, index, tiny)
+    before = {r["chunk_id"]: r for r in rows(index)}
+    again = ingest(docs, index, tiny)
+    assert (again.indexed, again.chunks, again.unchanged) == ([], 0, 5)
+    (docs / "safety.txt").write_text(SAFETY + "\n\n절연 저항은 메거로 측정한다.")
+    (docs / "fet.html").unlink()
+    summary = ingest(docs, index, tiny)
+    assert (summary.indexed, summary.removed, summary.unchanged) == (["safety.txt"], ["fet.html"], 3)
+    assert summary.chunks == 1
+    after = {r["chunk_id"]: r for r in rows(index)}
+    assert not any(r["file"] == "fet.html" for r in after.values())
+    assert "메거" in next(r["text"] for r in after.values() if r["file"] == "safety.txt")
+    kept = {k: v for k, v in before.items() if v["file"] not in ("fet.html", "safety.txt")}
+    assert all(after[k] == v for k, v in kept.items())
+    assert idx.read_meta(index).files.keys() == {"buck.md", "manuals/motor.hwpx", "safety.txt", "sensor.pdf"}
+
+
+def test_another_model_is_refused_for_indexing_and_search(docs, tmp_path, tiny, tiny_m3_dir):
+    index = tmp_path / "index"
+    ingest(docs, index, tiny)
+    other = idx.load_embedder(str(tiny_m3_dir))
+    with pytest.raises(idx.IndexError_, match="cannot be mixed"):
+        ingest(docs, index, other)
+    with pytest.raises(idx.IndexError_, match="cannot be mixed"):
+        idx.DocIndex(index).check("model", other)
+    assert idx.read_meta(index).tables["model"]["fingerprint"] == idx.model_fingerprint(tiny.folder)
+    rebuilt = ingest(docs, index, other, rebuild=True)
+    assert len(rebuilt.indexed) == 5
+    assert idx.read_meta(index).tables["model"]["sparse"] is True
+
+
+def test_index_and_search_commands_refuse_another_model_in_one_line(
+    docs, tmp_path, tiny_model_dir, tiny_m3_dir
+):
+    index = tmp_path / "index"
+    run = [sys.executable, "-m", "src.index", "--docs", str(docs), "--index", str(index)]
+    assert (
+        subprocess.run([*run, "--model", str(tiny_model_dir)], cwd=ROOT, capture_output=True).returncode == 0
+    )
+    for argv in (
+        [*run, "--model", str(tiny_m3_dir)],
+        [
+            sys.executable,
+            "-m",
+            "src.search",
+            "--index",
+            str(index),
+            "--model",
+            str(tiny_m3_dir),
+            "--query",
+            "PWM",
+        ],
+    ):
+        out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 2
+        last = out.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and "cannot be mixed" in last and "Traceback" not in out.stderr
+
+
+def test_uncommitted_writes_are_invisible_and_the_next_run_starts_from_the_commit(docs, tmp_path, tiny):
+    """What an interruption between writing a table and committing index.json leaves behind."""
+    index = tmp_path / "index"
+    ingest(docs, index, tiny)
+    committed = rows(index)
+    meta = idx.read_meta(index)
+    db = idx.connect(index)
+    idx.write_table(db, "chunks", meta.tables["model"]["version"], None, ["buck.md", "fet.html"], None)
+    assert len(db.open_table("chunks").to_arrow()) < len(committed)  # the table moved on ...
+    assert rows(index) == committed  # ... but readers still see the commit
+    summary = ingest(docs, index, tiny)
+    assert summary.indexed == [] and rows(index) == committed
+
+
+def test_ctrl_c_while_indexing_leaves_the_previous_index_usable(tmp_path, tiny_model_dir):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(400):
+        (folder / f"note{i:03d}.txt").write_text(f"{i}번 메모: {BUCK}\n\n{PWM}")
+    index = tmp_path / "index"
+    argv = [
+        sys.executable,
+        "-m",
+        "src.index",
+        "--docs",
+        str(folder),
+        "--model",
+        str(tiny_model_dir),
+        "--index",
+        str(index),
+    ]
+    first = subprocess.run([*argv], cwd=ROOT, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    committed = rows(index)
+    for i in range(400):
+        (folder / f"note{i:03d}.txt").write_text(f"{i}번 메모 (개정): {SAFETY}")
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+    )
+    seen = ""
+    deadline = time.time() + 120
+    while "read:" not in seen and time.time() < deadline:
+        seen += proc.stderr.read(1)
+    proc.send_signal(signal.SIGINT)
+    err = seen + proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, err
+    assert re.split(r"[\r\n]+", err.strip())[-1].endswith("interrupted")
+    assert rows(index) == committed
+    finished = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    assert finished.returncode == 0 and "400 files indexed" in finished.stderr
+    assert all("개정" in r["text"] for r in rows(index))
+
+
+def test_a_damaged_record_is_one_clear_error(tmp_path):
+    (tmp_path / "index.json").write_text("{not json")
+    with pytest.raises(idx.IndexError_, match="index.json: not an index record"):
+        idx.DocIndex(tmp_path)
+    with pytest.raises(idx.IndexError_, match="not an index"):
+        idx.DocIndex(tmp_path / "missing")
+
+
+# ----------------------------------------------------------------------------- retrieval
+
+
+def test_filters_fusion_and_snippets(docs, tmp_path, tiny):
+    index = tmp_path / "index"
+    ingest(docs, index, tiny)
+    doc_index = idx.DocIndex(index)
+    bm25 = idx.search(doc_index, "model", tiny, "누설 전류", 3, mode="bm25")
+    assert bm25[0].file == "safety.txt"
+    only = idx.where_clause(folders=["manuals"])
+    for mode in ("dense", "bm25", "hybrid"):
+        hits = idx.search(doc_index, "model", tiny, "듀티 사이클", 5, mode=mode, where=only)
+        assert {h.file for h in hits} == {"manuals/motor.hwpx"}
+    hits = idx.search(
+        doc_index, "model", tiny, "누설 전류", 5, where=idx.where_clause(files=["safety.txt", "buck.md"])
+    )
+    assert {h.file for h in hits} == {"safety.txt", "buck.md"}
+    text, spans = idx.snippet(SAFETY, "누설 전류 감지")
+    assert [text[a:b] for a, b in spans] == ["누설", "전류", "감지"]
+    a = [idx.Hit("a", "f", 0, "", 0, 1, "x", 0.9), idx.Hit("b", "f", 0, "", 0, 1, "y", 0.8)]
+    b = [idx.Hit("b", "f", 0, "", 0, 1, "y", 7.0)]
+    assert [h.chunk_id for h in idx.fuse([a, b])] == ["b", "a"]
+    assert [h.chunk_id for h in idx.fuse([a, b], "weighted", [0.9, 0.1])] == ["a", "b"]
+
+
+def test_exact_and_ann_search_agree_on_a_table_with_an_ann_index(tmp_path, monkeypatch):
+    """The ANN index (IVF-PQ, refined) is built from ANN_MIN_ROWS chunks; its top hit matches exact search."""
+    import numpy as np
+
+    monkeypatch.setattr(idx, "ANN_MIN_ROWS", 2000)
+    monkeypatch.setattr(idx, "ANN_PARTITIONS_ROWS", 256)
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    chunks = [idx.Chunk(f"청크 {i}", 0, "", 0, 1) for i in range(3000)]
+    table_rows = idx.rows([idx.FileChunks("a.txt", "0" * 64, chunks)], vectors, None, ["청크"] * 3000)
+    db = idx.connect(tmp_path)
+    idx.write_table(db, "chunks", None, table_rows.schema, [], table_rows)
+    table = db.open_table("chunks")
+    assert any(i.columns == ["vector"] for i in table.list_indices())
+    for q in vectors[:20]:
+        assert idx.dense(table, q, 1)[0].chunk_id == idx.dense(table, q, 1, exact=True)[0].chunk_id
+
+
+# ----------------------------------------------------------------------------- the sample documents
+
+
+@pytest.mark.standin
+@pytest.mark.slow
+def test_sample_documents_answer_their_queries(tmp_path, standin_dir):
+    shutil.copytree(SAMPLES, tmp_path / "docs", ignore=shutil.ignore_patterns("*.py", "*.jsonl"))
+    embedder = idx.load_embedder(str(standin_dir))
+    summary = ingest(tmp_path / "docs", tmp_path / "index", embedder)
+    assert not summary.skipped
+    doc_index = idx.DocIndex(tmp_path / "index")
+    cases = [
+        json.loads(line) for line in (SAMPLES / "queries.jsonl").read_text().splitlines() if line.strip()
+    ]
+    found = [idx.search(doc_index, "model", embedder, c["query"], 3)[0].file == c["file"] for c in cases]
+    assert sum(found) / len(found) >= 0.8, list(zip([c["query"] for c in cases], found, strict=True))
+    pwm = idx.search(doc_index, "model", embedder, "PWM이 뭐야?", 3)
+    assert pwm[0].file.endswith(".hwpx")
