@@ -1,7 +1,7 @@
 """Azure AI Search index definition for the chunks of a document index (src.index), made and checked offline.
 
-    uv run python -m src.azure_search --index outputs/index --name my-docs --output schema.json
-    uv run python -m src.azure_search --index outputs/index --name my-docs --output schema.json --analyzer ko.lucene --semantic
+    uv run python -m src.azure_search --index outputs/doc_index --name my-docs --output schema.json
+    uv run python -m src.azure_search --index outputs/doc_index --name my-docs --output schema.json --analyzer ko.lucene --semantic
 
 Reads ``DIR/index.json`` (the vector width of its ``model`` table), builds the index with the Azure SDK's
 own models (azure-search-documents: SearchIndex, SearchField, VectorSearch, ...) and writes the REST JSON

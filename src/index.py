@@ -38,7 +38,7 @@ from src import cli
 from src.data import DataError, atomic_path, file_digest
 from src.documents import SUPPORTED, Chunk, Unreadable, chunk_blocks, embedded_text, read_blocks
 
-os.environ.setdefault("LANCE_LOG", "error")  # Lance's Rust side logs routine notices at WARN
+os.environ.setdefault("LANCEDB_LOG", "error")  # its Rust side logs routine notices at WARN
 
 FORMAT = 1
 META = "index.json"
@@ -50,7 +50,8 @@ ANN_NPROBES = 16  # partitions searched per query (tuned in bench/index_scale.py
 ANN_REFINE = 4  # re-rank this many times the requested hits with full vectors
 CANDIDATES = 50  # hits each retriever contributes to a fusion
 RRF_K = 60  # reciprocal-rank fusion: score = sum 1 / (RRF_K + rank)
-FUSIONS = ("rrf", "weighted")
+FUSIONS = ("weighted", "rrf")  # weighted first: the default (bench/hybrid_fusion.py, dev part)
+BM25_WEIGHT = 0.2  # the lexical side's weight in the default hybrid (bench/hybrid_fusion.py, dev part)
 MODES = ("hybrid", "dense", "bm25", "sparse")
 NOT_WEIGHTS = ("README.md", "training_summary.json")  # model-folder files that do not change embeddings
 
@@ -390,6 +391,7 @@ def ingest(docs: Path, index: Path, embedders: dict[str, Embedder], chunk_tokens
     """Bring ``index`` up to date with ``docs``, embedding with ``embedders`` (role "model", and
     "compare" for a base to compare with); only new and changed files are embedded. Commits atomically."""
     t0 = time.perf_counter()
+    embedders = dict(embedders)
     meta = None if rebuild else read_meta(index)
     primary = embedders["model"]
     limit = document_tokens(primary.folder)
@@ -423,6 +425,10 @@ def ingest(docs: Path, index: Path, embedders: dict[str, Embedder], chunk_tokens
         )
     )
     remove = sorted(set(meta.files) & changed) + gone
+    for role, recorded in meta.tables.items():
+        if role not in embedders and (files or remove):  # keep every table of the index current
+            embedders[role] = load_embedder(recorded["folder"], recorded["backend"])
+            check_identity(recorded, embedders[role].identity, role, index)
     db = connect(index)
     tables = dict(meta.tables)
     for role, embedder in embedders.items():
@@ -606,7 +612,7 @@ def fuse(rankings: list[list[Hit]], method: str = "rrf", weights: list[float] | 
 
 
 def search(index: DocIndex, role: str, embedder: Embedder, text: str, k: int = 5, mode: str = "hybrid",
-           fusion: str = "rrf", bm25_weight: float = 0.5, where: str | None = None) -> list[Hit]:  # fmt: skip
+           fusion: str = "weighted", bm25_weight: float = BM25_WEIGHT, where: str | None = None) -> list[Hit]:  # fmt: skip
     """The top ``k`` chunks for a query: "dense", "bm25", "sparse" (M3 models) or "hybrid" (dense and BM25,
     and the sparse mode where the table has it, fused by ``fusion``; ``bm25_weight`` weighs the lexical side)."""
     table = index.table(role)
@@ -635,7 +641,7 @@ def snippet(text: str, query: str, width: int = 160) -> tuple[str, list[tuple[in
     """A window of about ``width`` characters of ``text`` around the query's words and morphemes, and the
     (start, end) spans in it to highlight."""
     terms = {t for t in re.split(r"\W+", query.lower()) if len(t) > 1}
-    terms |= {t for t in morphemes([query])[0].split() if len(t) > 1 or not t.isascii()}
+    terms |= {t for t in morphemes([query])[0].split() if len(t) > 1}  # one syllable would mark inside words
     spans = []
     lower = text.lower()
     for term in terms:

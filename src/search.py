@@ -262,8 +262,8 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument(
         "--mode", choices=doc_search.MODES, default="hybrid", help="with --index: how chunks are retrieved"
     )
-    p.add_argument("--fusion", choices=doc_search.FUSIONS, default="rrf",
-                   help="with --index: reciprocal-rank fusion, or weighted normalized scores")  # fmt: skip
+    p.add_argument("--fusion", choices=doc_search.FUSIONS, default="weighted",
+                   help="with --index: weighted normalized scores, or reciprocal-rank fusion")  # fmt: skip
     p.add_argument(
         "--file", action="append", metavar="PATH", help="with --index: only this file (repeatable)"
     )
@@ -272,10 +272,12 @@ def build_parser() -> cli.ArgumentParser:
     )
     p.add_argument("--top_k", type=cli.positive_int, default=5)
     p.add_argument("--bm25_weight", type=cli.probability,
-                   help="hybrid: weight of the lexical side, 0-1 (default: 0 for a corpus, 0.5 for an --index)")  # fmt: skip
+                   help="hybrid: weight of the lexical side, 0-1 (default: 0 for a corpus, 0.2 for an --index)")  # fmt: skip
     p.add_argument("--cache_dir", type=cli.output_path, default=Path("outputs/index"))
     p.add_argument(
-        "--width", type=cli.number(int, 20, 1000), default=60, help="columns of text shown per result"
+        "--width",
+        type=cli.number(int, 20, 1000),
+        help="columns of text shown per result (default: 60, 100 with --index)",
     )
     return p
 
@@ -348,36 +350,32 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     doc_index = doc_search.DocIndex(args.index) if args.index else None
     systems = load_systems(args, doc_index)
-    needs_corpus = args.corpus or args.related or not doc_index
-    if needs_corpus:
+    where = doc_search.where_clause(args.file, args.folder)
+    width = args.width or (100 if doc_index else 60)
+    if args.corpus or args.related or not doc_index:
         docs, as_queries = load_corpus(args.corpus if args.corpus or not args.related else None,
                                        load_domain(args.templates) if args.templates else None)  # fmt: skip
         for s in systems:
             s.corpus = build_index(s.model, s.folder, docs, as_queries, args.cache_dir, s.backend)
     for term in args.related or []:
-        if (
-            args.corpus
-            and find_concept(systems[0].corpus, term) is None
-            and not systems[0].corpus.docs[0].names
-        ):
+        if find_concept(systems[0].corpus, term) is None and not systems[0].corpus.docs[0].names:
             raise cli.UsageError("--related needs the glossary corpus (no --corpus, or a glossary file)")
-        columns = {s.title: format_hits(s.corpus, related(s.model, s.corpus, term, args.top_k), args.width)
+        columns = {s.title: format_hits(s.corpus, related(s.model, s.corpus, term, args.top_k), width)
                    for s in systems}  # fmt: skip
-        print_results(f"관련 용어: {term}", columns, args.width)
+        print_results(f"관련 용어: {term}", columns, width)
     queries = args.query if args.query or args.related else read_queries()
-    where = doc_search.where_clause(args.file, args.folder)
     for q in queries or []:
         if doc_index:
-            weight = 0.5 if args.bm25_weight is None else args.bm25_weight
+            weight = doc_search.BM25_WEIGHT if args.bm25_weight is None else args.bm25_weight
             columns = {s.title: format_doc_hits(doc_search.search(doc_index, s.role, s.embedder, q, args.top_k, args.mode,
-                                                             args.fusion, weight, where), q, args.width)
+                                                             args.fusion, weight, where), q, width)
                        for s in systems}  # fmt: skip
-            print_results(f"문서 검색: {q}", columns, args.width)
+            print_results(f"문서 검색: {q}", columns, width)
         if args.corpus or not doc_index:
             weight = args.bm25_weight or 0.0
-            columns = {s.title: format_hits(s.corpus, search(s.model, s.corpus, [q], args.top_k, weight)[0], args.width)
+            columns = {s.title: format_hits(s.corpus, search(s.model, s.corpus, [q], args.top_k, weight)[0], width)
                        for s in systems}  # fmt: skip
-            print_results(f"질의: {q}", columns, args.width)
+            print_results(f"질의: {q}", columns, width)
     return 0
 
 

@@ -234,9 +234,23 @@ def test_rerun_embeds_only_changed_files_and_removes_deleted_ones(docs, tmp_path
     after = {r["chunk_id"]: r for r in rows(index)}
     assert not any(r["file"] == "fet.html" for r in after.values())
     assert "메거" in next(r["text"] for r in after.values() if r["file"] == "safety.txt")
+    assert [h.file for h in idx.search(idx.DocIndex(index), "model", tiny, "메거", 5, mode="bm25")] == [
+        "safety.txt"
+    ]
     kept = {k: v for k, v in before.items() if v["file"] not in ("fet.html", "safety.txt")}
     assert all(after[k] == v for k, v in kept.items())
     assert idx.read_meta(index).files.keys() == {"buck.md", "manuals/motor.hwpx", "safety.txt", "sensor.pdf"}
+
+
+def test_the_compare_table_follows_updates_without_naming_its_model_again(docs, tmp_path, tiny, tiny_m3_dir):
+    index = tmp_path / "index"
+    idx.ingest(docs, index, {"model": tiny, "compare": idx.load_embedder(str(tiny_m3_dir))})
+    (docs / "buck.md").unlink()
+    summary = ingest(docs, index, tiny)
+    assert summary.removed == ["buck.md"]
+    for role in ("model", "compare"):
+        assert "buck.md" not in {r["file"] for r in rows(index, role)}
+    assert {r["chunk_id"] for r in rows(index, "model")} == {r["chunk_id"] for r in rows(index, "compare")}
 
 
 def test_another_model_is_refused_for_indexing_and_search(docs, tmp_path, tiny, tiny_m3_dir):
@@ -253,6 +267,7 @@ def test_another_model_is_refused_for_indexing_and_search(docs, tmp_path, tiny, 
     assert idx.read_meta(index).tables["model"]["sparse"] is True
 
 
+@pytest.mark.slow
 def test_index_and_search_commands_refuse_another_model_in_one_line(
     docs, tmp_path, tiny_model_dir, tiny_m3_dir
 ):
@@ -295,6 +310,7 @@ def test_uncommitted_writes_are_invisible_and_the_next_run_starts_from_the_commi
     assert summary.indexed == [] and rows(index) == committed
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_indexing_leaves_the_previous_index_usable(tmp_path, tiny_model_dir):
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -392,15 +408,74 @@ def test_exact_and_ann_search_agree_on_a_table_with_an_ann_index(tmp_path, monke
 @pytest.mark.standin
 @pytest.mark.slow
 def test_sample_documents_answer_their_queries(tmp_path, standin_dir):
-    shutil.copytree(SAMPLES, tmp_path / "docs", ignore=shutil.ignore_patterns("*.py", "*.jsonl"))
+    shutil.copytree(SAMPLES, tmp_path / "docs")
     embedder = idx.load_embedder(str(standin_dir))
     summary = ingest(tmp_path / "docs", tmp_path / "index", embedder)
     assert not summary.skipped
     doc_index = idx.DocIndex(tmp_path / "index")
     cases = [
-        json.loads(line) for line in (SAMPLES / "queries.jsonl").read_text().splitlines() if line.strip()
+        json.loads(line)
+        for line in (ROOT / "data" / "sample_docs_queries.jsonl").read_text().splitlines()
+        if line.strip()
     ]
     found = [idx.search(doc_index, "model", embedder, c["query"], 3)[0].file == c["file"] for c in cases]
     assert sum(found) / len(found) >= 0.8, list(zip([c["query"] for c in cases], found, strict=True))
     pwm = idx.search(doc_index, "model", embedder, "PWM이 뭐야?", 3)
     assert pwm[0].file.endswith(".hwpx")
+
+
+def test_m3_sparse_mode_and_hybrid_with_it(docs, tmp_path, tiny_m3_dir):
+    m3 = idx.load_embedder(str(tiny_m3_dir))
+    index = tmp_path / "index"
+    ingest(docs, index, m3)
+    doc_index = idx.DocIndex(index)
+    matrix, ids = doc_index.sparse_matrix("model")
+    assert matrix.shape[0] == len(ids) == len(rows(index))
+    q_vector, q_weights = m3.query("누설 전류 감지")
+    hits = idx.search(doc_index, "model", m3, "누설 전류 감지", 3, mode="sparse")
+    expected = sorted(((matrix[i].toarray()[0][list(q_weights)] @ list(q_weights.values()), ids[i])
+                       for i in range(len(ids))), key=lambda x: -x[0])[:3]  # fmt: skip
+    assert [h.chunk_id for h in hits] == [c for s, c in expected if s > 0]
+    assert len(idx.search(doc_index, "model", m3, "누설 전류 감지", 3, mode="hybrid")) == 3
+
+
+@pytest.mark.slow
+def test_search_command_on_an_index_with_compare_related_and_faq(
+    docs, tmp_path, tiny_model_dir, tiny_m3_dir, capsys
+):
+    from src import search
+
+    index = tmp_path / "index"
+    assert idx.main(["--docs", str(docs), "--model", str(tiny_model_dir), "--base_model", str(tiny_m3_dir),
+                     "--index", str(index)]) == 0  # fmt: skip
+    capsys.readouterr()
+    common = [
+        "--index",
+        str(index),
+        "--query",
+        "누설 전류",
+        "--width",
+        "120",
+        "--cache_dir",
+        str(tmp_path / "cache"),
+    ]
+    assert (
+        search.main([*common, "--base_model", str(tiny_m3_dir), "--mode", "bm25", "--related", "벅 컨버터"])
+        == 0
+    )
+    blocks = [b.strip() for b in capsys.readouterr().out.split("\n\n")]
+    doc_block = next(b for b in blocks if b.startswith("문서 검색: 누설 전류"))
+    header, first = doc_block.splitlines()[1:3]
+    assert "base (tiny-m3)" in header and "fine-tuned (tiny-encoder)" in header
+    assert first.count("safety.txt | ") == 2 and "«누설»" in first  # BM25 finds it for both models
+    assert any(b.startswith("관련 용어: 벅 컨버터") for b in blocks)
+    assert search.main([*common, "--corpus", str(ROOT / "data" / "faq_sample.jsonl")]) == 0
+    blocks = [b.strip() for b in capsys.readouterr().out.split("\n\n")]
+    assert any(b.startswith("문서 검색: 누설 전류") for b in blocks) and any(
+        b.startswith("질의: 누설 전류") for b in blocks
+    )
+    assert (
+        search.main(["--index", str(index), "--query", "x", "--mode", "sparse", "--cache_dir", str(tmp_path)])
+        == 2
+    )
+    assert "no M3 sparse head" in capsys.readouterr().err

@@ -1,19 +1,19 @@
 """Write the binary sample documents of `data/docs/` for the document-search demo and tests.
 
-What it writes, next to this file:
+What it writes, into `data/docs/`:
 
 - `buck_converter_design.pdf`  - a 5-page design note on buck converters, one topic per page
 - `sensor_interface_guide.pdf` - a 3-page guide to sensor signal conditioning, one topic per page
 - `motor_control_manual.hwpx`  - a DC motor driver manual in HWPX (OWPML), headings in the outline styles
 
 The other samples (`mcu_datasheet_summary.md`, `power_semiconductor_faq.html`, `electrical_safety.txt`)
-are written by hand and committed as they are; `queries.jsonl` lists search queries and the file (and PDF
-page) that answers each. The texts of the binary samples live below, in this script, and not in text files
-beside it, so that an ingester pointed at this folder sees each document once.
+are written by hand and committed as they are; `data/sample_docs_queries.jsonl` lists search queries and the
+file (and PDF page) that answers each. The texts of the binary samples live below, in this script, outside the
+folder, so that an ingester pointed at `data/docs/` sees documents only.
 
 Run it from the repository root:
 
-    uv run python data/docs/make_samples.py
+    uv run python data/make_sample_docs.py
 
 Running it twice gives byte-identical files: reportlab writes in invariant mode with a fixed date, the HWPX
 paragraph ids come from a seeded generator, and the HWPX zip entries carry a fixed timestamp.
@@ -42,7 +42,7 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import BaseDocTemplate, Frame, PageBreak, PageTemplate, Paragraph, Spacer
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent / "docs"
 FONT_DIR = Path(koreanize_matplotlib.__file__).parent / "fonts"
 AUTHOR = "kr-elec-embed project"
 PDF_DATE = "D:20261101000000+00'00'"  # CreationDate and ModDate of every PDF
@@ -57,7 +57,7 @@ ZIP_DATE = (2026, 11, 1, 0, 0, 0)  # timestamp of every HWPX zip entry
 
 BUCK_TITLE = "벅 컨버터 설계 노트"
 BUCK_SUBTITLE = "Application Note AN-0711 · 비절연 DC-DC 전원 설계 · 2026년 11월"
-# The word for "step-down" in Korean is deliberately absent from this note (see queries.jsonl).
+# The word for "step-down" in Korean is deliberately absent from this note (see sample_docs_queries.jsonl).
 BUCK_PAGES = [
     (
         "1. 동작 원리와 설계 사양",
@@ -535,7 +535,7 @@ class _NoteTemplate(BaseDocTemplate):
             title=title,
             author=AUTHOR,
             subject=subject,
-            creator="data/docs/make_samples.py",
+            creator="data/make_sample_docs.py",
             lang="ko-KR",
             invariant=1,
         )
