@@ -19,7 +19,6 @@ logged.
 from __future__ import annotations
 
 import html
-import importlib.util
 import logging
 import os
 import sys
@@ -33,6 +32,7 @@ from src import cli
 from src import index as doc_search
 from src import search as corpus_search
 from src.data import atomic_path
+from src.plots import font_file
 from src.search import Doc
 
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read by gradio at import: no telemetry, no version check
@@ -74,23 +74,20 @@ def short_name(name: str) -> str:
 
 
 def load_sides(doc_index: doc_search.DocIndex, model: str | None = None, base_model: str | None = None,
-               backend: str = "torch") -> list[Side]:  # fmt: skip
+               backend: str | None = None) -> list[Side]:  # fmt: skip
     """The fine-tuned model (default: the index's) and the base (default: the index's comparison model, if
-    it has one), each checked against the embeddings it will search; base first, read left to right as
-    before -> after (as src.search prints them). IndexError_ for another model, ModelNotFound for none."""
+    it has one), each checked against the embeddings it will search (src.index.index_embedders); base first,
+    read left to right as before -> after (as src.search prints them)."""
     tables = doc_index.meta.tables
-    chosen = {"model": model, "compare": base_model}
-    if not base_model and "compare" not in tables:
-        del chosen["compare"]
+    base = base_model or tables.get("compare", {}).get("folder")
+    embedders = doc_search.index_embedders(doc_index, model, base, backend)
     sides = []
-    for role, name in chosen.items():
-        recorded = tables.get(role, {})  # {} for --base_model on an index without one: check() says so
-        side_backend = backend if role == "model" else "torch"
-        embedder = doc_search.load_embedder(name or recorded["folder"], side_backend)
-        doc_index.check(role, embedder)
-        label = ("미세조정 모델" if role == "model" else "기본 모델") if len(chosen) > 1 else "모델"
-        shown = name or recorded.get("name") or str(embedder.folder)
-        title = f"{label} · {short_name(shown)}" + (f" [{side_backend}]" if side_backend != "torch" else "")
+    for role, embedder in embedders.items():
+        label = ("미세조정 모델" if role == "model" else "기본 모델") if len(embedders) > 1 else "모델"
+        shown = (model if role == "model" else base_model) or tables[role].get("name") or str(embedder.folder)
+        title = f"{label} · {short_name(shown)}" + (
+            f" [{embedder.backend}]" if embedder.backend != "torch" else ""
+        )
         sides.append(Side(title, shown, embedder, role))
     return sides[::-1]
 
@@ -293,10 +290,10 @@ def font_css(folder: Path) -> str:
     """CSS that draws Hangul with NanumGothic from koreanize-matplotlib (its browser-ready copies written to
     ``folder``), served by this app: no font needs to be installed and nothing is fetched from elsewhere.
     "" when the package is missing."""
-    spec = importlib.util.find_spec("koreanize_matplotlib")  # located, not imported: it restyles matplotlib
-    if spec is None or spec.origin is None:
+    try:
+        fonts = font_file().parent
+    except (ModuleNotFoundError, FileNotFoundError):
         return ""
-    fonts = Path(spec.origin).parent / "fonts"
     faces = [(web_font(fonts / name, folder), weight) for name, weight in
              (("NanumGothic.ttf", 400), ("NanumGothicBold.ttf", 700)) if (fonts / name).is_file()]  # fmt: skip
     import gradio as gr
@@ -342,7 +339,7 @@ def result_columns(prefix: str, sides: list[Side]) -> list[gr.HTML]:
     return outputs
 
 
-def build_app(index: Path, model: str | None = None, base_model: str | None = None, backend: str = "torch",
+def build_app(index: Path, model: str | None = None, base_model: str | None = None, backend: str | None = None,
               faq: Path | None = None, term_map_dir: Path = Path("outputs/term_map"), glossary: Path | None = None,
               cache_dir: Path = Path("outputs/index")) -> gr.Blocks:  # fmt: skip
     """The demo over the committed index at ``index``: loads and checks the models, embeds the glossary and
@@ -427,7 +424,7 @@ def build_parser() -> cli.ArgumentParser:
                    help="the fine-tuned model (default: the model that built --index)")  # fmt: skip
     p.add_argument("--base_model", type=cli.model_name,
                    help="the model to compare with (default: the index's --base_model, if it was built with one)")  # fmt: skip
-    cli.add_backend(p)
+    cli.add_backend(p, None, " (default: the index's)")
     p.add_argument("--faq", type=cli.optional_input_file,
                    help="FAQ JSONL (question, answer) for the FAQ tab, e.g. data/faq_sample.jsonl")  # fmt: skip
     p.add_argument("--term_map_dir", type=cli.output_path, default=Path("outputs/term_map"),

@@ -60,9 +60,9 @@ from azure.search.documents.indexes.models import (
 from src import cli
 from src.cli import UserError
 from src.data import DataError, atomic_path
+from src.index import META, read_meta
 
 API_VERSION = str(DEFAULT_VERSION.value)  # the installed SDK's REST api-version (a stable one)
-INDEX_FORMAT = 1  # the index.json format src.index writes
 MODEL_TABLE = "model"  # the table in index.json whose width the vector field takes
 # The SDK's Korean analyzers: ko.microsoft (the default) and ko.lucene.
 KOREAN_ANALYZERS = tuple(a.value for a in LexicalAnalyzerName if a.value.startswith("ko."))
@@ -204,27 +204,18 @@ def index_schema(name: str, dim: int, analyzer: str = "ko.microsoft", semantic: 
 
 
 def read_index_dim(folder: Path) -> int:
-    """The vector width of the ``model`` table in ``folder/index.json``; DataError naming the file if it
-    is missing, not JSON, of an unknown format or without that width."""
-    path = folder / "index.json"
-    if not path.is_file():
-        raise DataError(path, f"{'not a regular file' if path.exists() else 'file not found'} (an index folder "
-                              "of src.index has one)")  # fmt: skip
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:  # JSONDecodeError is a ValueError
-        raise DataError(path, f"not valid JSON ({type(e).__name__}: {e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise DataError(path, f"unknown index format {found!r} (this toolkit reads format {INDEX_FORMAT})")
-    tables = meta.get("tables")
-    if not isinstance(tables, dict) or not isinstance(tables.get(MODEL_TABLE), dict):
-        found = sorted(tables) if isinstance(tables, dict) else tables
-        raise DataError(path, f"no table '{MODEL_TABLE}' in tables (found {found!r})")
-    dim = tables[MODEL_TABLE].get("dim")
+    """The vector width of the ``model`` table recorded in ``folder/index.json`` (src.index.read_meta reads
+    it); a one-line error naming the file if it is missing, damaged or without that width."""
+    meta = read_meta(folder)
+    if meta is None:
+        raise DataError(folder / META, "file not found (an index folder of src.index has one)")
+    recorded = meta.tables.get(MODEL_TABLE)
+    if not isinstance(recorded, dict):
+        raise DataError(folder / META, f"no table '{MODEL_TABLE}' in tables (found {sorted(meta.tables)!r})")
+    dim = recorded.get("dim")
     if isinstance(dim, bool) or not isinstance(dim, int) or dim < MIN_DIMENSIONS:
-        raise DataError(path, f"tables.{MODEL_TABLE}.dim must be a whole number >= {MIN_DIMENSIONS}, "
-                              f"got {dim!r}")  # fmt: skip
+        raise DataError(folder / META, f"tables.{MODEL_TABLE}.dim must be a whole number >= {MIN_DIMENSIONS}, "
+                                       f"got {dim!r}")  # fmt: skip
     return dim
 
 

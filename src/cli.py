@@ -187,10 +187,10 @@ def model_name(text: str) -> str:
     return text
 
 
-def add_backend(parser: argparse.ArgumentParser) -> None:
+def add_backend(parser: argparse.ArgumentParser, default: str | None = "torch", note: str = "") -> None:
     """``--backend``: how ``--model`` runs: PyTorch, or an ONNX variant written by ``src.export``."""
-    parser.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="torch",
-                        help="run --model with PyTorch, or its ONNX fp32/int8 variant (python -m src.export)")  # fmt: skip
+    parser.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default=default,
+                        help="run --model with PyTorch, or its ONNX fp32/int8 variant (python -m src.export)" + note)  # fmt: skip
 
 
 def output_path(text: str) -> Path:

@@ -6,7 +6,7 @@ path. The chunker groups a section's blocks (same page, same heading path) into 
 then a space, never inside a word; consecutive chunks of one section share ``overlap`` tokens.
 
 Character offsets (``Chunk.start``, ``Chunk.end``) index the extracted text of the chunk's page (PDF) or of the
-whole document (other formats): its blocks joined by a blank line, as ``page_texts`` returns it.
+whole document (other formats): its blocks joined by a blank line.
 
 Formats: PDF (pypdf, text per page; its outline, when there is one, gives the heading), Markdown
 (markdown-it-py), HTML (Beautiful Soup; navigation, scripts and styles skipped), TXT (UTF-8 or CP949,
@@ -70,7 +70,7 @@ def read_pdf(path: Path) -> list[Block]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             reader = PdfReader(path)
-            if reader.is_encrypted:
+            if reader.is_encrypted and not reader.decrypt(""):  # an owner password alone still lets one read
                 raise Unreadable("encrypted PDF")
             pages = [clean(page.extract_text() or "") for page in reader.pages]
             outline = pdf_outline(reader)
@@ -159,10 +159,12 @@ def add_block(blocks: list[Block], text: str, heading: tuple[str, ...], page: in
 
 HTML_SKIPPED = ("script", "style", "nav", "header", "footer", "noscript", "template", "svg", "form")
 HTML_BLOCKS = ("p", "li", "pre", "blockquote", "tr", "dd", "dt", "figcaption", "caption")
+HTML_CONTAINERS = ("div", "section", "article", "main", "aside")  # their own text, when they hold no block
 
 
 def read_html(path: Path) -> list[Block]:
-    """h1-h6 set the heading path; paragraphs, list items, table cells and preformatted text are blocks."""
+    """h1-h6 set the heading path; paragraphs, list items, table rows, preformatted text and the text of a
+    div/section/article that holds no such block are blocks."""
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(read_text(path), "html.parser")
@@ -170,7 +172,10 @@ def read_html(path: Path) -> list[Block]:
         tag.decompose()
     heading: list[str] = []
     blocks: list[Block] = []
-    for tag in soup.find_all(["h1", "h2", "h3", "h4", "h5", "h6", *HTML_BLOCKS]):
+    headings = ["h1", "h2", "h3", "h4", "h5", "h6"]
+    for tag in soup.find_all([*headings, *HTML_BLOCKS, *HTML_CONTAINERS]):
+        if tag.name in HTML_CONTAINERS and tag.find([*headings, *HTML_BLOCKS, *HTML_CONTAINERS]):
+            continue  # a wrapper: its blocks are read one by one
         if tag.name[0] == "h" and tag.name[1:].isdigit():
             heading = nest(heading, int(tag.name[1:]), clean(tag.get_text(" ")))
         elif tag.name == "tr":
@@ -286,14 +291,6 @@ def sections(blocks: list[Block]) -> list[tuple[int, tuple[str, ...], int, str]]
         else:
             out.append((b.page, b.heading, start, b.text))
     return out
-
-
-def page_texts(blocks: list[Block]) -> dict[int, str]:
-    """Page (0: the whole document) -> its extracted text, the frame of the chunks' offsets."""
-    pages: dict[int, list[str]] = {}
-    for b in blocks:
-        pages.setdefault(b.page, []).append(b.text)
-    return {page: BLOCK_SEPARATOR.join(texts) for page, texts in pages.items()}
 
 
 def break_strength(text: str, before: tuple[int, int], after: tuple[int, int] | None) -> int:

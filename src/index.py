@@ -22,6 +22,7 @@ extension) is skipped with its reason, and the summary counts indexed, unchanged
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -44,10 +45,13 @@ FORMAT = 1
 META = "index.json"
 DATABASE = "lancedb"
 TABLES = {"model": "chunks", "compare": "chunks_compare"}  # role -> LanceDB table
+DEFAULT_CHUNK_TOKENS = 512  # bge-m3 reads 8192, but a chunk is a passage to find and to show
 ANN_MIN_ROWS = 20_000  # below this, exact (flat) search is fast enough and has perfect recall
 ANN_PARTITIONS_ROWS = 4096  # about this many chunks per IVF partition
-ANN_NPROBES = 16  # partitions searched per query (tuned in bench/index_scale.py)
+ANN_NPROBES = 32  # partitions searched per query (bench/index_scale.py: recall@10 0.99 at 100k chunks)
 ANN_REFINE = 4  # re-rank this many times the requested hits with full vectors
+KEEP_UNTIL_COMMIT = timedelta(days=36500)  # compaction inside a run deletes no old version ...
+KEEP_VERSIONS = timedelta(days=7)  # ... and after its commit, versions older than this are deleted
 CANDIDATES = 50  # hits each retriever contributes to a fusion
 RRF_K = 60  # reciprocal-rank fusion: score = sum 1 / (RRF_K + rank)
 FUSIONS = ("weighted", "rrf")  # weighted first: the default (bench/hybrid_fusion.py, dev part)
@@ -101,7 +105,7 @@ class Meta:
     chunk_tokens: int
     overlap_tokens: int
     files: dict[str, dict] = field(default_factory=dict)  # relative path -> {sha256, chunks}
-    skipped: dict[str, str] = field(default_factory=dict)  # relative path -> reason
+    skipped: dict[str, dict] = field(default_factory=dict)  # relative path -> {reason, sha256 if it was read}
     tables: dict[str, dict] = field(default_factory=dict)  # role -> {table, name, fingerprint, ..., version}
 
     def to_json(self) -> dict:
@@ -121,7 +125,7 @@ def read_meta(index: Path) -> Meta | None:
                 f"{path}: index format {raw.get('format')!r}, this toolkit reads {FORMAT}; --rebuild"
             )
         return Meta(int(raw["chunk_tokens"]), int(raw["overlap_tokens"]), dict(raw["files"]),
-                    dict(raw.get("skipped", {})), dict(raw["tables"]))  # fmt: skip
+                    {k: dict(v) for k, v in raw.get("skipped", {}).items()}, dict(raw["tables"]))  # fmt: skip
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise IndexError_(f"{path}: not an index record ({type(e).__name__}: {e})") from None
 
@@ -145,10 +149,17 @@ def scan(docs: Path) -> Scan:
     hashes, unsupported = {}, {}
     for f in sorted(docs.rglob("*")):
         rel = f.relative_to(docs)
-        if not f.is_file() or any(part.startswith(".") for part in rel.parts):
+        if any(part.startswith(".") for part in rel.parts):
             continue
-        if f.suffix.lower() in SUPPORTED:
-            hashes[rel.as_posix()] = file_digest(f)
+        if f.is_symlink() and not f.exists():
+            unsupported[rel.as_posix()] = "broken link"
+        elif not f.is_file():
+            continue
+        elif f.suffix.lower() in SUPPORTED:
+            try:
+                hashes[rel.as_posix()] = file_digest(f)
+            except OSError as e:
+                unsupported[rel.as_posix()] = f"cannot read ({e.strerror or e})"
         else:
             unsupported[rel.as_posix()] = f"unsupported file type ({f.suffix or 'no extension'})"
     return Scan(hashes, unsupported)
@@ -168,16 +179,22 @@ class Embedder:
     m3: object | None  # BGEM3FlagModel or OnnxEncoder, for a model with the M3 heads
     tokenizer: object  # tokenizers.Tokenizer of the model folder
 
-    @property
+    @functools.cached_property
     def identity(self) -> dict:
         return identity(self.name, self.folder, self.backend)
 
+    @property
+    def document_prompt(self) -> str:
+        """The text put before every document (e5: "passage: "; bge-m3: none)."""
+        return "" if self.m3 is not None else (getattr(self.model, "prompts", None) or {}).get("document", "")
+
     def documents(self, texts: list[str], batch_size: int, max_tokens: int):
-        """Unit vectors [n, dim] float32 of ``texts`` as documents, and their M3 lexical weights (or None)."""
+        """Unit vectors [n, dim] float32 of ``texts`` as documents, and their M3 lexical weights (or None);
+        ``max_tokens``: the chunk length the texts were cut to, prompt and special tokens included."""
         if self.m3 is not None:
             from src import m3
 
-            out = m3.encode(self.m3, texts, batch_size, max_length=max_tokens + 16)
+            out = m3.encode(self.m3, texts, batch_size, max_length=max_tokens)
             return out.dense, out.sparse
         vectors = self.model.encode_document(texts, batch_size=batch_size, normalize_embeddings=True,
                                              convert_to_numpy=True, show_progress_bar=len(texts) > batch_size)  # fmt: skip
@@ -209,14 +226,32 @@ def load_embedder(name: str, backend: str = "torch") -> Embedder:
     if m3.is_m3(folder):
         m3.require_flagembedding(folder)
         m3_model = m3.load(folder) if backend == "torch" else model
-    return Embedder(
-        name, folder, backend, model, m3_model, Tokenizer.from_file(str(folder / "tokenizer.json"))
-    )
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.no_truncation()  # a saved tokenizer may cut at the model's length: chunking must see all text
+    tokenizer.no_padding()
+    return Embedder(name, folder, backend, model, m3_model, tokenizer)
+
+
+def index_embedders(doc_index: DocIndex, model: str | None = None, base_model: str | None = None,
+                    backend: str | None = None) -> dict[str, Embedder]:  # fmt: skip
+    """The models that search ``doc_index``: "model" (default: the one that built it, on its backend) and,
+    with ``base_model``, "compare" (on PyTorch); each checked against the embeddings it will search."""
+    recorded = doc_index.meta.tables["model"]
+    chosen = {
+        "model": (model or recorded["folder"], backend or (None if model else recorded["backend"]) or "torch")
+    }
+    if base_model:
+        chosen["compare"] = (base_model, "torch")
+    embedders = {}
+    for role, (name, role_backend) in chosen.items():
+        embedders[role] = load_embedder(name, role_backend)
+        doc_index.check(role, embedders[role])
+    return embedders
 
 
 def document_tokens(folder: Path) -> int:
-    """The most tokens the model reads of a document (sentence-transformers' document_length or
-    max_seq_length; 512 when the folder says neither)."""
+    """The most tokens the model reads of a document, special tokens and prompt included
+    (sentence-transformers' document_length or max_seq_length; 512 when the folder says neither)."""
     config = folder / "sentence_bert_config.json"
     raw = json.loads(config.read_text(encoding="utf-8")) if config.is_file() else {}
     return int(raw.get("document_length") or raw.get("max_seq_length") or 512)
@@ -306,7 +341,11 @@ def write_table(db, name: str, committed: int | None, table_schema, remove: list
     else:
         table = db.open_table(name)
         if table.version != committed:
-            table.restore(committed)  # an interrupted run's writes are dropped
+            try:
+                table.restore(committed)  # an interrupted run's writes are dropped
+            except (ValueError, RuntimeError, OSError) as e:
+                raise IndexError_(f"{db.uri}: version {committed} of table {name} is gone ({one_line(e)}); "
+                                  "--rebuild to index everything again") from None  # fmt: skip
     for start in range(0, len(remove), 500):
         table.delete(f"file IN ({quoted(remove[start : start + 500])})")
     if new_rows is not None and new_rows.num_rows:
@@ -328,8 +367,20 @@ def refresh_indexes(table) -> None:
     if ("vector",) not in indexed and rows_now >= ANN_MIN_ROWS:
         dim = table.schema.field("vector").type.list_size
         table.create_index("vector", config=IvfPq(distance_type="cosine",
-                           num_partitions=max(1, rows_now // ANN_PARTITIONS_ROWS), num_sub_vectors=dim // 8))  # fmt: skip
-    table.optimize(cleanup_older_than=timedelta(days=7))
+                           num_partitions=max(1, rows_now // ANN_PARTITIONS_ROWS), num_sub_vectors=dim // 4))  # fmt: skip
+    table.optimize(cleanup_older_than=KEEP_UNTIL_COMMIT)  # the committed version must outlive this run
+
+
+def prune(db, tables: dict[str, dict]) -> dict[str, dict]:
+    """After a commit, for the tables this run wrote (the latest version is the committed one): delete the
+    files of versions older than KEEP_VERSIONS, so that repeated updates do not grow the folder without end.
+    Returns ``tables`` with the versions that pruning made (the same rows), to commit in turn."""
+    pruned = {}
+    for role, recorded in tables.items():
+        table = db.open_table(recorded["table"])
+        table.optimize(cleanup_older_than=KEEP_VERSIONS)
+        pruned[role] = {**recorded, "version": table.version}
+    return pruned
 
 
 # ----------------------------------------------------------------------------- ingestion
@@ -369,6 +420,12 @@ def read_changed(docs: Path, todo: list[str], hashes: dict[str, str], tokenizer,
         except Unreadable as e:
             skipped[rel] = str(e)
             continue
+        except OSError as e:  # removed or locked since the scan
+            skipped[rel] = f"cannot read ({e.strerror or e})"
+            continue
+        except Exception as e:  # noqa: BLE001 - a parser failing on one odd file must not stop the run
+            skipped[rel] = f"parser error ({type(e).__name__}: {one_line(e)})"
+            continue
         if chunks:
             files.append(FileChunks(rel, hashes[rel], chunks))
         else:
@@ -394,8 +451,9 @@ def ingest(docs: Path, index: Path, embedders: dict[str, Embedder], chunk_tokens
     embedders = dict(embedders)
     meta = None if rebuild else read_meta(index)
     primary = embedders["model"]
-    limit = document_tokens(primary.folder)
-    chunk_tokens = min(chunk_tokens or limit, limit)
+    limit = min(document_tokens(e.folder) for e in embedders.values())
+    chunk_tokens = min(chunk_tokens or (meta.chunk_tokens if meta else DEFAULT_CHUNK_TOKENS), limit)
+    reserve = max(len(primary.tokenizer.encode(e.document_prompt).ids) for e in embedders.values())
     if meta is not None:
         if (meta.chunk_tokens, meta.overlap_tokens) != (chunk_tokens, overlap_tokens):
             raise IndexError_(f"{index}: chunks of {meta.chunk_tokens} tokens (overlap {meta.overlap_tokens}), "
@@ -406,15 +464,26 @@ def ingest(docs: Path, index: Path, embedders: dict[str, Embedder], chunk_tokens
     else:
         meta = Meta(chunk_tokens, overlap_tokens)
     found = scan(docs)
-    changed = {rel for rel, sha in found.hashes.items() if meta.files.get(rel, {}).get("sha256") != sha}
+    known = {rel: v["sha256"] for rel, v in [*meta.skipped.items(), *meta.files.items()] if v.get("sha256")}
+    changed = {rel for rel, sha in found.hashes.items() if known.get(rel) != sha}
     new_roles = {role for role in embedders if role not in meta.tables}
     todo = sorted(found.hashes) if new_roles else sorted(changed)
     gone = [rel for rel in meta.files if rel not in found.hashes]
-    summary = Summary(unchanged=len(found.hashes) - len(changed), removed=gone)
-    files, unreadable = read_changed(
-        docs, todo, found.hashes, primary.tokenizer, chunk_tokens, overlap_tokens
+    summary = Summary(
+        unchanged=len([r for r in found.hashes if r in meta.files and r not in changed]), removed=gone
     )
-    summary.skipped = {**found.unsupported, **unreadable}
+    files, unreadable = read_changed(
+        docs,
+        [r for r in todo if r not in meta.skipped or r in changed],
+        found.hashes,
+        primary.tokenizer,
+        chunk_tokens - reserve,
+        overlap_tokens,
+    )
+    still = {r: v for r, v in meta.skipped.items() if r in found.hashes and r not in changed}  # not re-read
+    skipped = {**{r: {"reason": why} for r, why in found.unsupported.items()},
+               **{r: {"sha256": found.hashes[r], "reason": why} for r, why in unreadable.items()}, **still}  # fmt: skip
+    summary.skipped = {r: v["reason"] for r, v in sorted(skipped.items())}
     summary.indexed = [f.rel for f in files if f.rel in changed]
     summary.chunks = sum(len(f.chunks) for f in files if f.rel in changed)
     tokens = dict(
@@ -430,7 +499,7 @@ def ingest(docs: Path, index: Path, embedders: dict[str, Embedder], chunk_tokens
             embedders[role] = load_embedder(recorded["folder"], recorded["backend"])
             check_identity(recorded, embedders[role].identity, role, index)
     db = connect(index)
-    tables = dict(meta.tables)
+    tables, written = dict(meta.tables), []
     for role, embedder in embedders.items():
         mine = files if role in new_roles else [f for f in files if f.rel in changed]
         committed = meta.tables.get(role, {}).get("version")
@@ -442,14 +511,19 @@ def ingest(docs: Path, index: Path, embedders: dict[str, Embedder], chunk_tokens
         new = rows(mine, vectors, sparse, [t for f in mine for t in tokens[f.rel]]) if texts else None
         version = write_table(db, TABLES[role], committed, schema(dim, embedder.m3 is not None),
                               [] if committed is None else remove, new)  # fmt: skip
+        written.append(role)
         tables[role] = {"table": TABLES[role], **embedder.identity, "folder": str(embedder.folder),
                         "backend": embedder.backend, "dim": dim, "sparse": embedder.m3 is not None,
                         "version": version}  # fmt: skip
     files_now = {rel: v for rel, v in meta.files.items() if rel in found.hashes and rel not in changed}
     files_now.update({f.rel: {"sha256": f.sha, "chunks": len(f.chunks)} for f in files})
-    write_meta(
-        index, Meta(chunk_tokens, overlap_tokens, dict(sorted(files_now.items())), summary.skipped, tables)
+    committed = Meta(
+        chunk_tokens, overlap_tokens, dict(sorted(files_now.items())), dict(sorted(skipped.items())), tables
     )
+    write_meta(index, committed)
+    if written:
+        committed.tables = {**tables, **prune(db, {role: tables[role] for role in written})}
+        write_meta(index, committed)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -531,7 +605,7 @@ def where_clause(files: list[str] | None = None, folders: list[str] | None = Non
         parts.append(f"file IN ({quoted(files)})")
     for folder in folders or []:
         folder = folder.strip("/")
-        like = folder.replace("'", "''").replace("%", "\\%").replace("_", "\\_")
+        like = folder.replace("\\", "\\\\").replace("'", "''").replace("%", "\\%").replace("_", "\\_")
         parts.append(f"(folder = {quoted([folder])} OR folder LIKE '{like}/%')")
     return " OR ".join(parts) or None
 

@@ -249,7 +249,7 @@ def build_parser() -> cli.ArgumentParser:
     p.add_argument("--model", type=cli.model_name,
                    help=f"model folder, Hub id or e5-small-offline (default: the index's model, else {DEFAULT_MODEL})")  # fmt: skip
     p.add_argument("--base_model", type=cli.model_name, help="also show this model's results side by side")
-    cli.add_backend(p)
+    cli.add_backend(p, None, " (default: the index's, else torch)")
     p.add_argument("--corpus", type=cli.input_file,
                    help="corpus file (.txt, passage or FAQ JSONL, glossary); default: the glossary")  # fmt: skip
     p.add_argument("--templates", type=cli.input_file,
@@ -260,10 +260,10 @@ def build_parser() -> cli.ArgumentParser:
                    help="recommend concepts related to TERM")  # fmt: skip
     p.add_argument("--index", type=cli.input_dir, help="a document index built by python -m src.index")
     p.add_argument(
-        "--mode", choices=doc_search.MODES, default="hybrid", help="with --index: how chunks are retrieved"
+        "--mode", choices=doc_search.MODES, help="with --index: how chunks are retrieved (default: hybrid)"
     )
-    p.add_argument("--fusion", choices=doc_search.FUSIONS, default="weighted",
-                   help="with --index: weighted normalized scores, or reciprocal-rank fusion")  # fmt: skip
+    p.add_argument("--fusion", choices=doc_search.FUSIONS,
+                   help="with --index: weighted normalized scores (default), or reciprocal-rank fusion")  # fmt: skip
     p.add_argument(
         "--file", action="append", metavar="PATH", help="with --index: only this file (repeatable)"
     )
@@ -323,25 +323,23 @@ class System:
     corpus: Index | None = None  # the corpus or glossary, when one is searched
 
 
-def load_systems(args: argparse.Namespace, doc_index) -> list[System]:
-    """The fine-tuned model (and the base with --base_model), checked against the index's record."""
-    default = doc_index.meta.tables["model"]["folder"] if doc_index else DEFAULT_MODEL
+def load_systems(doc_index, model: str | None, base_model: str | None, backend: str | None) -> list[System]:
+    """The fine-tuned model (default: the index's, else DEFAULT_MODEL) and the base with ``base_model``;
+    with a document index (src.index.DocIndex), each checked against the embeddings it will search."""
+    if doc_index:
+        embedders = doc_search.index_embedders(doc_index, model, base_model, backend)
+        loaded = {role: (e.model, e.folder, e.backend, e) for role, e in embedders.items()}
+    else:
+        loaded = {"model": (*load(model or DEFAULT_MODEL, backend or "torch"), backend or "torch", None)}
+        if base_model:
+            loaded["compare"] = (*load(base_model), "torch", None)
     systems = []
-    for label, name, backend, role in (
-        ("fine-tuned", args.model or default, args.backend, "model"),
-        ("base", args.base_model, "torch", "compare"),
-    ):
-        if not name:
-            continue
-        if doc_index:
-            embedder = doc_search.load_embedder(name, backend)
-            doc_index.check(role, embedder)
-            model, folder = embedder.model, embedder.folder
-        else:
-            (model, folder), embedder = load(name, backend), None
-        title = f"{label} ({folder.name})" if args.base_model else folder.name
-        title += f" [{backend}]" if backend != "torch" else ""
-        systems.append(System(title, model, folder, backend, embedder, role))
+    for role, (encoder, folder, role_backend, embedder) in loaded.items():
+        title = (
+            f"{'fine-tuned' if role == 'model' else 'base'} ({folder.name})" if base_model else folder.name
+        )
+        title += f" [{role_backend}]" if role_backend != "torch" else ""
+        systems.append(System(title, encoder, folder, role_backend, embedder, role))
     return systems[::-1]  # base first, fine-tuned second: read left to right as before -> after
 
 
@@ -349,7 +347,16 @@ def load_systems(args: argparse.Namespace, doc_index) -> list[System]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     doc_index = doc_search.DocIndex(args.index) if args.index else None
-    systems = load_systems(args, doc_index)
+    if not doc_index:
+        used = [f for f, on in (("--mode", args.mode), ("--fusion", args.fusion), ("--file", args.file),
+                                ("--folder", args.folder)) if on]  # fmt: skip
+        if used:
+            raise cli.UsageError(f"{', '.join(used)} need --index (a document index)")
+    else:
+        unknown = sorted(set(args.file or []) - set(doc_index.meta.files))
+        if unknown:
+            raise cli.UsageError(f"--file {unknown[0]}: not in the index (its paths are relative to --docs)")
+    systems = load_systems(doc_index, args.model, args.base_model, args.backend)
     where = doc_search.where_clause(args.file, args.folder)
     width = args.width or (100 if doc_index else 60)
     if args.corpus or args.related or not doc_index:
@@ -367,8 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     for q in queries or []:
         if doc_index:
             weight = doc_search.BM25_WEIGHT if args.bm25_weight is None else args.bm25_weight
-            columns = {s.title: format_doc_hits(doc_search.search(doc_index, s.role, s.embedder, q, args.top_k, args.mode,
-                                                             args.fusion, weight, where), q, width)
+            how = {"mode": args.mode or "hybrid", "fusion": args.fusion or "weighted", "bm25_weight": weight}
+            columns = {s.title: format_doc_hits(doc_search.search(doc_index, s.role, s.embedder, q, args.top_k,
+                                                                  where=where, **how), q, width)
                        for s in systems}  # fmt: skip
             print_results(f"문서 검색: {q}", columns, width)
         if args.corpus or not doc_index:

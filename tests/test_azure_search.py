@@ -18,6 +18,7 @@ INDEX_JSON = {
     "overlap_tokens": 16,
     "tables": {"model": {"table": "chunks", "name": "outputs/pipeline/model", "fingerprint": "0f3a", "dim": 384,
                          "backend": "torch", "sparse": False, "version": 7}},
+    "files": {},
 }  # fmt: skip
 
 
@@ -29,6 +30,12 @@ def index_dir(tmp_path: Path, content: str | dict | None = INDEX_JSON) -> Path:
         text = json.dumps(content) if isinstance(content, dict) else content
         (folder / "index.json").write_text(text, encoding="utf-8")
     return folder
+
+
+def test_the_schema_fields_are_columns_of_the_index_table():
+    from src.index import schema
+
+    assert set(CHUNK_FIELDS) <= set(schema(384, sparse=False).names)
 
 
 def test_schema_has_the_chunk_fields_the_analyzer_and_the_vector_width():
@@ -131,9 +138,9 @@ def test_cli_writes_the_schema_of_an_index_folder(tmp_path, capsys):
 
 @pytest.mark.parametrize("content, message", [
     (None, "index.json: file not found"),
-    ("{broken", "index.json: not valid JSON"),
-    ("[1, 2]", "index.json: unknown index format 'list'"),
-    (json.dumps({**INDEX_JSON, "format": 2}), "index.json: unknown index format 2"),
+    ("{broken", "index.json: not an index record (JSONDecodeError"),
+    ("[1, 2]", "index.json: not an index record"),
+    (json.dumps({**INDEX_JSON, "format": 2}), "index.json: index format 2, this toolkit reads 1"),
     (json.dumps({**INDEX_JSON, "tables": {}}), "index.json: no table 'model'"),
     (json.dumps({**INDEX_JSON, "tables": {"model": {"dim": "384"}}}), "index.json: tables.model.dim must be"),
 ])  # fmt: skip

@@ -296,8 +296,14 @@ def test_index_and_search_commands_refuse_another_model_in_one_line(
         assert last.startswith("error: ") and "cannot be mixed" in last and "Traceback" not in out.stderr
 
 
-def test_uncommitted_writes_are_invisible_and_the_next_run_starts_from_the_commit(docs, tmp_path, tiny):
-    """What an interruption between writing a table and committing index.json leaves behind."""
+def test_uncommitted_writes_are_invisible_and_the_next_run_starts_from_the_commit(
+    docs, tmp_path, tiny, monkeypatch
+):
+    """What an interruption between writing a table and committing index.json leaves behind, also when
+    every older version is pruned at each commit (the committed one must survive the next run's writes)."""
+    from datetime import timedelta
+
+    monkeypatch.setattr(idx, "KEEP_VERSIONS", timedelta(0))
     index = tmp_path / "index"
     ingest(docs, index, tiny)
     committed = rows(index)
@@ -350,6 +356,48 @@ def test_ctrl_c_while_indexing_leaves_the_previous_index_usable(tmp_path, tiny_m
     assert all("개정" in r["text"] for r in rows(index))
 
 
+def test_unreadable_files_are_not_read_again_until_they_change(docs, tmp_path, tiny, monkeypatch):
+    blank_pdf(docs / "scan.pdf")
+    ingest(docs, tmp_path / "index", tiny)
+    reads = []
+    monkeypatch.setattr(idx, "read_blocks", lambda path: reads.append(path.name) or read_blocks(path))
+    again = ingest(docs, tmp_path / "index", tiny)
+    assert reads == [] and again.skipped == {"scan.pdf": "no text layer (a scanned PDF?)"}
+    (docs / "scan.pdf").write_text("이제는 텍스트 파일이지만 확장자는 PDF")
+    third = ingest(docs, tmp_path / "index", tiny)
+    assert reads == ["scan.pdf"] and third.skipped["scan.pdf"].startswith("not a readable PDF")
+
+
+def test_a_tokenizer_that_truncates_still_chunks_the_whole_text(tmp_path, tiny_model_dir):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    config = json.loads((model / "tokenizer.json").read_text())
+    config["truncation"] = {"direction": "Right", "max_length": 16, "strategy": "LongestFirst", "stride": 0}
+    (model / "tokenizer.json").write_text(json.dumps(config))
+    text = " ".join(f"{i}번 문장은 스위칭 전원의 손실을 설명한다." for i in range(40))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "long.txt").write_text(text)
+    ingest(tmp_path / "docs", tmp_path / "index", idx.load_embedder(str(model)), chunk_tokens=64)
+    chunks = " ".join(r["text"] for r in rows(tmp_path / "index"))
+    assert all(f"{i}번 문장은" in chunks for i in range(40))
+
+
+def test_filters_take_names_with_quotes_percent_underscore_and_backslash(tmp_path, tiny):
+    names = ["it's", "50%", "a_b", "back\\slash"]
+    for name in [*names, "ab", "a-b"]:
+        (tmp_path / "docs" / name).mkdir(parents=True)
+        (tmp_path / "docs" / name / f"{name}.txt").write_text(f"{name} 폴더의 접지 문서.")
+    ingest(tmp_path / "docs", tmp_path / "index", tiny)
+    table = idx.DocIndex(tmp_path / "index").table("model")
+    for name in names:
+        where = idx.where_clause(folders=[name])
+        assert {h.file for h in idx.dense(table, tiny.query("접지")[0], 10, where)} == {
+            f"{name}/{name}.txt"
+        }, name
+        where = idx.where_clause(files=[f"{name}/{name}.txt"])
+        assert len(idx.dense(table, tiny.query("접지")[0], 10, where)) == 1, name
+
+
 def test_a_damaged_record_is_one_clear_error(tmp_path):
     (tmp_path / "index.json").write_text("{not json")
     with pytest.raises(idx.IndexError_, match="index.json: not an index record"):
@@ -380,7 +428,11 @@ def test_filters_fusion_and_snippets(docs, tmp_path, tiny):
     a = [idx.Hit("a", "f", 0, "", 0, 1, "x", 0.9), idx.Hit("b", "f", 0, "", 0, 1, "y", 0.8)]
     b = [idx.Hit("b", "f", 0, "", 0, 1, "y", 7.0)]
     assert [h.chunk_id for h in idx.fuse([a, b])] == ["b", "a"]
-    assert [h.chunk_id for h in idx.fuse([a, b], "weighted", [0.9, 0.1])] == ["a", "b"]
+    assert [h.chunk_id for h in idx.fuse([a, b], "weighted", [0.95, 0.05])] == [
+        "a",
+        "b",
+    ]  # 0.95 > 0.84 + 0.05
+    assert [h.chunk_id for h in idx.fuse([a, b], "weighted", [0.5, 0.5])] == ["b", "a"]  # 0.5 < 0.44 + 0.5
 
 
 def test_exact_and_ann_search_agree_on_a_table_with_an_ann_index(tmp_path, monkeypatch):
