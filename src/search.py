@@ -356,12 +356,15 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(args.file or []) - set(doc_index.meta.files))
         if unknown:
             raise cli.UsageError(f"--file {unknown[0]}: not in the index (its paths are relative to --docs)")
+    corpus = None  # read before any model loads: a bad corpus fails within a second
+    if args.corpus or args.related or not doc_index:
+        corpus = load_corpus(args.corpus if args.corpus or not args.related else None,
+                             load_domain(args.templates) if args.templates else None)  # fmt: skip
     systems = load_systems(doc_index, args.model, args.base_model, args.backend)
     where = doc_search.where_clause(args.file, args.folder)
     width = args.width or (100 if doc_index else 60)
-    if args.corpus or args.related or not doc_index:
-        docs, as_queries = load_corpus(args.corpus if args.corpus or not args.related else None,
-                                       load_domain(args.templates) if args.templates else None)  # fmt: skip
+    if corpus:
+        docs, as_queries = corpus
         for s in systems:
             s.corpus = build_index(s.model, s.folder, docs, as_queries, args.cache_dir, s.backend)
     for term in args.related or []:

@@ -339,9 +339,9 @@ def test_ctrl_c_while_indexing_leaves_the_previous_index_usable(tmp_path, tiny_m
     committed = rows(index)
     for i in range(400):
         (folder / f"note{i:03d}.txt").write_text(f"{i}번 메모 (개정): {SAFETY}")
-    proc = subprocess.Popen(
-        argv, cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-    )
+    # a job started in the background (`cmd &`) inherits an ignored SIGINT: give the child Ctrl-C back
+    proc = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     seen = ""
     deadline = time.time() + 120
     while "read:" not in seen and time.time() < deadline:
