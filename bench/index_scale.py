@@ -447,17 +447,10 @@ def run_ingest(docs: Path, index: Path, embedder, args: argparse.Namespace) -> I
 
 
 def with_onnx(model: Path, work: Path, backend: str) -> Path:
-    """``model`` when it has ONNX files or ``backend`` is torch, else a folder of links to its files with them
-    exported inside (under ``work``)."""
-    if backend == "torch" or (model / "onnx" / "encoder.json").is_file():
-        return model
-    from src.export import main as export_main
+    """``model`` for torch; for an ONNX backend, serve_load's folder with the ONNX variants (exported if missing)."""
+    from bench.serve_load import with_onnx as exported
 
-    folder = work / model.name
-    shutil.copytree(model, folder, copy_function=lambda s, d: Path(d).symlink_to(Path(s).resolve()))
-    if export_main(["--model", str(folder)]) != 0:
-        raise SystemExit(f"export of {model} failed")
-    return folder
+    return model if backend == "torch" else exported(model, work)
 
 
 def main() -> None:
