@@ -236,7 +236,7 @@ def clocked(clock: Clock):
     }
     originals = {name: getattr(idx, name) for name in [*names, "refresh_indexes"]}
 
-    def refresh(table) -> None:
+    def refresh(table, built: dict | None = None) -> dict | None:
         create, optimize = table.create_index, table.optimize
 
         def create_index(column, *args, **kwargs):
@@ -245,7 +245,7 @@ def clocked(clock: Clock):
 
         table.create_index, table.optimize = create_index, timed(optimize, clock, "optimize")
         try:
-            originals["refresh_indexes"](table)
+            return originals["refresh_indexes"](table, built)
         finally:
             del table.create_index, table.optimize
 

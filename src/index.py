@@ -8,8 +8,8 @@ Flow: 1. scan --docs (PDF, Markdown, HTML, TXT, HWPX; src.documents reads them) 
 2. compare with the index's record: only new and changed files are read, chunked and embedded, and the
 chunks of changed and deleted files are removed; 3. embed with --model (and --base_model), the document
 prompt; 4. write each model's LanceDB table (vectors, BM25 full-text index over Kiwi morphemes, an ANN index
-from ANN_MIN_ROWS chunks on; the M3 sparse weights when the model has the head); 5. commit: ``index.json``
-is replaced atomically and names each table's version.
+from ANN_MIN_ROWS chunks on, built anew when the table outgrows it; the M3 sparse weights when the model has
+the head); 5. commit: ``index.json`` is replaced atomically and names each table's version and ANN settings.
 
 Readers open exactly the versions ``index.json`` names, so an interrupted run (Ctrl-C, a crash, a full
 disk) leaves the previous index as it was, and the next run starts again from it. The index records the
@@ -332,10 +332,12 @@ def connect(index: Path):
     return lancedb.connect(str(index / DATABASE))
 
 
-def write_table(db, name: str, committed: int | None, table_schema, remove: list[str], new_rows) -> int:
+def write_table(db, name: str, committed: int | None, table_schema, remove: list[str], new_rows,
+                built: dict | None = None) -> tuple[int, dict | None]:  # fmt: skip
     """Apply one run's changes to table ``name``, starting from its ``committed`` version (None: a new
-    table): delete the chunks of the files in ``remove``, add ``new_rows``, bring the indexes up to date.
-    Returns the version to commit; what readers see changes only when index.json names it."""
+    table): delete the chunks of the files in ``remove``, add ``new_rows``, bring the indexes up to date
+    (``built``: the ANN settings the committed version was indexed with). Returns the version to commit
+    and its ANN settings; what readers see changes only when index.json names them."""
     if committed is None or name not in db.list_tables().tables:
         table = db.create_table(name, schema=table_schema, mode="overwrite")
     else:
@@ -350,25 +352,53 @@ def write_table(db, name: str, committed: int | None, table_schema, remove: list
         table.delete(f"file IN ({quoted(remove[start : start + 500])})")
     if new_rows is not None and new_rows.num_rows:
         table.add(new_rows)
-    refresh_indexes(table)
-    return table.version
+    ann = refresh_indexes(table, built)
+    return table.version, ann
 
 
-def refresh_indexes(table) -> None:
-    """The BM25 index over ``tokens``, and an ANN index over ``vector`` once the table has ANN_MIN_ROWS
-    chunks; existing indexes take the new rows in incrementally (``optimize``), without a rebuild."""
+def ann_settings(rows: int, dim: int) -> dict | None:
+    """The ANN index a table of ``rows`` vectors of ``dim`` floats should have; None: none (exact search)."""
+    if rows < ANN_MIN_ROWS:
+        return None
+    return {"type": "IVF_PQ", "distance": "cosine", "partitions": max(1, rows // ANN_PARTITIONS_ROWS),
+            "sub_vectors": dim // 4}  # fmt: skip
+
+
+def ann_outdated(built: dict | None, wanted: dict | None) -> bool:
+    """True when an index built with ``built`` (None: no index) should be rebuilt as ``wanted``: the kind or
+    the quantization differs, or the table grew or shrank so that the partition count is off by 2x or more
+    (new rows go into the existing partitions, which grow slower to search and coarser to assign)."""
+    if built is None or wanted is None:
+        return built != wanted
+    fixed = [key for key in wanted if key != "partitions"]
+    if any(built.get(key) != wanted[key] for key in fixed):
+        return True
+    return not built["partitions"] / 2 < wanted["partitions"] < built["partitions"] * 2
+
+
+def refresh_indexes(table, built: dict | None = None) -> dict | None:
+    """The BM25 index over ``tokens``, and the ANN index over ``vector`` that ann_settings asks for at the
+    table's size. An index that is not outdated (``built``: its recorded settings; None with an index
+    present: unknown, e.g. from an older toolkit) takes new rows in incrementally (``optimize``); an
+    outdated one is built anew, or dropped below ANN_MIN_ROWS. Returns the ANN settings now in force."""
     from lancedb.index import FTS, IvfPq
 
     indexed = {tuple(i.columns): i for i in table.list_indices()}
-    rows_now = table.count_rows()
     if ("tokens",) not in indexed:
         table.create_index("tokens", config=FTS(base_tokenizer="whitespace", lower_case=False, stem=False,
                            remove_stop_words=False, ascii_folding=False, with_position=False), replace=True)  # fmt: skip
-    if ("vector",) not in indexed and rows_now >= ANN_MIN_ROWS:
-        dim = table.schema.field("vector").type.list_size
-        table.create_index("vector", config=IvfPq(distance_type="cosine",
-                           num_partitions=max(1, rows_now // ANN_PARTITIONS_ROWS), num_sub_vectors=dim // 4))  # fmt: skip
+    wanted = ann_settings(table.count_rows(), table.schema.field("vector").type.list_size)
+    vector_index = indexed.get(("vector",))
+    current = None if vector_index is None else (built or {"type": "unknown"})
+    if ann_outdated(current, wanted):
+        if wanted is None:
+            table.drop_index(vector_index.name)
+        else:
+            table.create_index("vector", replace=True, config=IvfPq(distance_type=wanted["distance"],
+                               num_partitions=wanted["partitions"], num_sub_vectors=wanted["sub_vectors"]))  # fmt: skip
+        current = wanted
     table.optimize(cleanup_older_than=KEEP_UNTIL_COMMIT)  # the committed version must outlive this run
+    return current
 
 
 def prune(db, tables: dict[str, dict]) -> dict[str, dict]:
@@ -394,10 +424,12 @@ class Summary:
     skipped: dict[str, str] = field(default_factory=dict)
     chunks: int = 0
     seconds: float = 0.0
+    ann: list[str] = field(default_factory=list)  # "table: ANN index built (...)", one per (re)built index
 
     def lines(self) -> list[str]:
         out = [f"index: {len(self.indexed)} files indexed ({self.chunks} chunks), {self.unchanged} unchanged, "
                f"{len(self.removed)} removed, {len(self.skipped)} skipped, in {self.seconds:.1f} s"]  # fmt: skip
+        out += [f"  {line}" for line in self.ann]
         reasons: dict[str, int] = {}
         for path, reason in sorted(self.skipped.items()):
             out.append(f"  skipped {path}: {reason}")
@@ -494,27 +526,32 @@ def ingest(docs: Path, index: Path, embedders: dict[str, Embedder], chunk_tokens
         )
     )
     remove = sorted(set(meta.files) & changed) + gone
-    for role, recorded in meta.tables.items():
-        if role not in embedders and (files or remove):  # keep every table of the index current
+    committed_rows = sum(v["chunks"] for v in meta.files.values())
+    stale = {role for role, recorded in meta.tables.items()  # an ANN index to rebuild, even with no change
+             if ann_outdated(recorded.get("ann"), ann_settings(committed_rows, recorded["dim"]))}  # fmt: skip
+    for role, recorded in meta.tables.items():  # keep every table of the index current
+        if role not in embedders and (files or remove or role in stale):
             embedders[role] = load_embedder(recorded["folder"], recorded["backend"])
             check_identity(recorded, embedders[role].identity, role, index)
     db = connect(index)
     tables, written = dict(meta.tables), []
     for role, embedder in embedders.items():
         mine = files if role in new_roles else [f for f in files if f.rel in changed]
-        committed = meta.tables.get(role, {}).get("version")
-        if committed is not None and not mine and not remove:
+        committed, built = meta.tables.get(role, {}).get("version"), meta.tables.get(role, {}).get("ann")
+        if committed is not None and not mine and not remove and role not in stale:
             continue  # nothing changed for this table
         texts = texts_of(mine)
         vectors, sparse = embedder.documents(texts, batch_size, chunk_tokens) if texts else (None, None)
         dim = embedder.model.get_embedding_dimension() if vectors is None else vectors.shape[1]
         new = rows(mine, vectors, sparse, [t for f in mine for t in tokens[f.rel]]) if texts else None
-        version = write_table(db, TABLES[role], committed, schema(dim, embedder.m3 is not None),
-                              [] if committed is None else remove, new)  # fmt: skip
+        version, ann = write_table(db, TABLES[role], committed, schema(dim, embedder.m3 is not None),
+                                   [] if committed is None else remove, new, built)  # fmt: skip
         written.append(role)
+        if ann is not None and ann != built:
+            summary.ann.append(f"{TABLES[role]}: ANN index built ({ann['type']}, {ann['partitions']} partitions)")  # fmt: skip
         tables[role] = {"table": TABLES[role], **embedder.identity, "folder": str(embedder.folder),
                         "backend": embedder.backend, "dim": dim, "sparse": embedder.m3 is not None,
-                        "version": version}  # fmt: skip
+                        "ann": ann, "version": version}  # fmt: skip
     files_now = {rel: v for rel, v in meta.files.items() if rel in found.hashes and rel not in changed}
     files_now.update({f.rel: {"sha256": f.sha, "chunks": len(f.chunks)} for f in files})
     committed = Meta(

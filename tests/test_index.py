@@ -454,6 +454,60 @@ def test_exact_and_ann_search_agree_on_a_table_with_an_ann_index(tmp_path, monke
         assert idx.dense(table, q, 1)[0].chunk_id == idx.dense(table, q, 1, exact=True)[0].chunk_id
 
 
+def test_the_ann_index_is_rebuilt_when_the_table_outgrows_it_or_its_settings_change(
+    tmp_path, tiny, monkeypatch
+):
+    """Growth within 2x goes into the existing partitions; at 2x, with an unknown (older) record, or with
+    other settings, the index is built anew; below ANN_MIN_ROWS it is dropped. index.json records it."""
+    monkeypatch.setattr(idx, "ANN_MIN_ROWS", 256)
+    monkeypatch.setattr(idx, "ANN_PARTITIONS_ROWS", 128)
+    folder, index = tmp_path / "docs", tmp_path / "index"
+    folder.mkdir()
+
+    def files(n: int) -> None:  # one chunk per file
+        for path in folder.iterdir():
+            if int(path.stem[4:]) >= n:
+                path.unlink()
+        for i in range(n):
+            (folder / f"note{i:04d}.txt").write_text(f"{i}번 메모: 스위칭 주파수 {i} kHz에서 리플을 잰다.")
+
+    def run(n: int) -> tuple[idx.Summary, dict | None, object]:
+        files(n)
+        summary = ingest(folder, index, tiny)
+        table = idx.DocIndex(index).table("model")
+        assert table.count_rows() == n
+        return summary, idx.read_meta(index).tables["model"]["ann"], table
+
+    def vector_index(table):
+        return next((i for i in table.list_indices() if i.columns == ["vector"]), None)
+
+    summary, ann, table = run(300)
+    assert ann == {"type": "IVF_PQ", "distance": "cosine", "partitions": 2, "sub_vectors": 8}
+    assert summary.ann == ["chunks: ANN index built (IVF_PQ, 2 partitions)"]
+    assert table.index_stats(vector_index(table).name).num_unindexed_rows == 0
+
+    summary, ann, table = run(380)  # 2 partitions still: the new rows join the existing index
+    assert ann["partitions"] == 2 and summary.ann == []
+    assert table.index_stats(vector_index(table).name).num_unindexed_rows == 0
+
+    summary, ann, table = run(520)
+    assert ann["partitions"] == 4 and summary.ann == ["chunks: ANN index built (IVF_PQ, 4 partitions)"]
+
+    for record in ({k: v for k, v in ann.items() if k != "sub_vectors"} | {"sub_vectors": 4}, None):
+        meta = idx.read_meta(index)  # settings from another toolkit version, or none recorded
+        meta.tables["model"]["ann"] = record
+        idx.write_meta(index, meta)
+        version = meta.tables["model"]["version"]
+        summary, ann, table = run(520)
+        assert summary.indexed == [] and summary.ann == ["chunks: ANN index built (IVF_PQ, 4 partitions)"]
+        assert ann["sub_vectors"] == 8 and idx.read_meta(index).tables["model"]["version"] > version
+    summary, _, _ = run(520)
+    assert summary.ann == [] and idx.read_meta(index).tables["model"]["version"] == table.version
+
+    summary, ann, table = run(200)
+    assert ann is None and vector_index(table) is None
+
+
 # ----------------------------------------------------------------------------- the sample documents
 
 
