@@ -210,7 +210,8 @@ def filter_choices(doc_index: doc_search.DocIndex) -> list[str]:
 
 def search_documents(doc_index: doc_search.DocIndex, sides: list[Side], query: str, hybrid: bool, top_k: int,
                      selected: list[str] | None) -> list[str]:  # fmt: skip
-    """Each side's column of the top ``top_k`` chunks for ``query``: hybrid (dense + BM25) or dense only."""
+    """Each side's column of the top ``top_k`` chunks for ``query``: hybrid (dense + BM25) or dense only,
+    over the index's latest commit (a re-index while the demo runs is seen at the next search)."""
     query = clean(query)
     if not query:
         return [note("질의를 입력하세요.")] * len(sides)
@@ -218,6 +219,9 @@ def search_documents(doc_index: doc_search.DocIndex, sides: list[Side], query: s
     out = []
     for s in sides:
         try:
+            if doc_index.refresh():
+                log.info("index: reloaded %s (%d files)", doc_index.path, len(doc_index.meta.files))
+            doc_index.check(s.role, s.embedder)  # a re-index with another model is refused, not mixed
             hits = doc_search.search(doc_index, s.role, s.embedder, query, int(top_k), mode, where=where)
         except cli.UserError as e:
             out.append(column(s.title, query, [], f"검색할 수 없습니다: {cli.one_line(e)}"))

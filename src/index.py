@@ -588,14 +588,29 @@ class DocIndex:
 
     def __init__(self, path: Path):
         self.path = path
-        meta = read_meta(path)
-        if meta is None:
-            raise IndexError_(f"{path}: not an index (no {META}); build it with: python -m src.index --docs DIR "
-                              f"--model MODEL --index {path}")  # fmt: skip
-        self.meta = meta
+        self.stamp: tuple | None = None  # index.json's (inode, mtime, size) when it was read
+        self.refresh()
         self.db = connect(path)
+
+    def refresh(self) -> bool:
+        """Follow the latest commit: when ``index.json`` was replaced since it was read (a long-running reader,
+        like the demo, and a new ``src.index`` run), read it again and open the tables at the versions it now
+        names. True when it did; IndexError_ when the folder is no longer an index."""
+        try:
+            stat = (self.path / META).stat()
+            stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # an atomic replace is a new inode
+        except OSError:
+            stamp = None
+        if stamp is not None and stamp == self.stamp:
+            return False
+        meta = read_meta(self.path)
+        if meta is None:
+            raise IndexError_(f"{self.path}: not an index (no {META}); build it with: python -m src.index "
+                              f"--docs DIR --model MODEL --index {self.path}")  # fmt: skip
+        self.meta, self.stamp = meta, stamp
         self._tables: dict[str, object] = {}
         self._sparse: dict[str, tuple] = {}
+        return True
 
     def table(self, role: str):
         if role not in self._tables:

@@ -199,6 +199,24 @@ def test_filters_split_files_and_folders():
     assert demo.filters(["a.md", "manuals/"]) == doc_search.where_clause(["a.md"], ["manuals"])
 
 
+def test_a_reindex_while_the_demo_runs_is_seen_at_the_next_search(tiny, tiny_m3_dir, tmp_path):
+    """The demo follows index.json: a new file is searchable without a restart, and an index rebuilt with
+    another model is refused in the columns (never searched with the demo's model)."""
+    docs, index = sample_docs(tmp_path / "docs"), tmp_path / "index"
+    doc_search.ingest(docs, index, {"model": tiny})
+    doc_index = doc_search.DocIndex(index)
+    sides = demo.load_sides(doc_index)
+    only_new = ["cryostat.md"]  # the filter: nothing matches before the re-index
+    assert 'class="app-hit"' not in demo.search_documents(doc_index, sides, QUERY, True, 3, only_new)[0]
+    (docs / "cryostat.md").write_text("# 냉각\n\n초전도 자석은 액체 헬륨으로 냉각한다.\n", encoding="utf-8")
+    doc_search.ingest(docs, index, {"model": tiny})
+    column = demo.search_documents(doc_index, sides, QUERY, True, 3, only_new)[0]
+    assert column.count('class="app-hit"') == 1 and "cryostat.md" in column
+    doc_search.ingest(docs, index, {"model": doc_search.load_embedder(str(tiny_m3_dir))}, rebuild=True)
+    column = demo.search_documents(doc_index, sides, QUERY, True, 3, None)[0]
+    assert "검색할 수 없습니다" in column and "cannot be mixed" in column and 'class="app-hit"' not in column
+
+
 # ----------------------------------------------------------------------------- the command line
 
 
