@@ -125,14 +125,7 @@ def esc(text: object) -> str:
 
 def highlight(text: str, spans: list[tuple[int, int]]) -> str:
     """``text`` as escaped HTML with each (start, end) span (character offsets into ``text``) in <mark>."""
-    out, at = [], 0
-    for a, b in sorted(spans):
-        if a < at:  # overlapping spans: src.index.snippet merges them, but never trust it with HTML
-            continue
-        out += [esc(text[at:a]), "<mark>", esc(text[a:b]), "</mark>"]
-        at = b
-    out.append(esc(text[at:]))
-    return "".join(out)
+    return doc_search.marked(text, spans, lambda part: f"<mark>{esc(part)}</mark>", esc)
 
 
 def note(message: str) -> str:

@@ -29,6 +29,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -785,6 +786,20 @@ def snippet(text: str, query: str, width: int = 160) -> tuple[str, list[tuple[in
         if a >= start and b <= start + width
     ]
     return prefix + window + suffix, inside
+
+
+def marked(text: str, spans: list[tuple[int, int]], mark: Callable[[str], str],
+           plain: Callable[[str], str] = str) -> str:  # fmt: skip
+    """``text`` with each (start, end) span (character offsets) through ``mark`` and the rest through ``plain``
+    (an escape, for HTML); a span overlapping the one before is skipped."""
+    out, at = [], 0
+    for a, b in sorted(spans):
+        if a < at:
+            continue
+        out += [plain(text[at:a]), mark(text[a:b])]
+        at = b
+    out.append(plain(text[at:]))
+    return "".join(out)
 
 
 def merged_spans(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -203,9 +203,9 @@ def format_doc_hits(hits: list, query: str, width: int, marks: tuple[str, str] =
     lines = []
     for r, h in enumerate(hits, start=1):
         where = h.file + (f" p.{h.page}" if h.page else "") + (f" > {h.heading}" if h.heading else "")
-        text, spans = doc_search.snippet(h.text, query, width)
-        for a, b in reversed(spans):
-            text = text[:a] + marks[0] + text[a:b] + marks[1] + text[b:]
+        text = doc_search.marked(
+            *doc_search.snippet(h.text, query, width), lambda part: marks[0] + part + marks[1]
+        )
         lines.append(f"{r:>2}. {h.score:.4f}  {fit(where + ' | ' + text, width)}")
     return lines
 
