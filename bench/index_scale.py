@@ -68,6 +68,7 @@ sys.path.insert(0, str(ROOT))
 
 from src import index as idx  # noqa: E402
 from src.documents import Block, chunk_blocks  # noqa: E402
+from src.onnx_encoder import BACKENDS  # noqa: E402
 
 GLOSSARY = ROOT / "data" / "glossary_ko.jsonl"
 TITLES = {
@@ -460,7 +461,7 @@ def main() -> None:
     parser.add_argument("--chunk_tokens", type=int, default=256, help="most model tokens per chunk")
     parser.add_argument("--overlap_tokens", type=int, default=16)
     parser.add_argument("--model", default="e5-small-offline", help="model folder (or e5-small-offline)")
-    parser.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="onnx-int8")
+    parser.add_argument("--backend", choices=BACKENDS, default="onnx-int8")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--vectors", choices=["sample", "model"], default="sample",
                         help="sample: embed --embed_sample chunks, fill the rest around them; model: embed all")  # fmt: skip

@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from src.onnx_encoder import BACKENDS  # noqa: E402
+
 QUERIES = [
     "PWM이 뭐야?", "강압 컨버터 원리", "MOSFET 게이트 구동 회로", "ADC와 DAC의 차이", "NTC 서미스터 특성",
     "I2C 풀업 저항 값", "디커플링 커패시터 배치", "유효전력과 무효전력", "RS-485 종단 저항", "LDO 드롭아웃 전압",
@@ -205,8 +207,8 @@ def main() -> None:
     parser.add_argument(
         "--backends",
         nargs="+",
-        choices=["torch", "onnx", "onnx-int8"],
-        default=["torch", "onnx", "onnx-int8"],
+        choices=BACKENDS,
+        default=list(BACKENDS),
     )
     parser.add_argument(
         "--workers", type=int, nargs="+", default=[1], help="server worker counts to try (WORKER_COUNT)"

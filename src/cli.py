@@ -189,7 +189,9 @@ def model_name(text: str) -> str:
 
 def add_backend(parser: argparse.ArgumentParser, default: str | None = "torch", note: str = "") -> None:
     """``--backend``: how ``--model`` runs: PyTorch, or an ONNX variant written by ``src.export``."""
-    parser.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default=default,
+    from src.onnx_encoder import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS, default=default,
                         help="run --model with PyTorch, or its ONNX fp32/int8 variant (python -m src.export)" + note)  # fmt: skip
 
 
