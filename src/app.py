@@ -209,11 +209,14 @@ def search_documents(doc_index: doc_search.DocIndex, sides: list[Side], query: s
     if not query:
         return [note("질의를 입력하세요.")] * len(sides)
     mode, where, started = ("hybrid" if hybrid else "dense"), filters(selected), time.perf_counter()
+    try:
+        if doc_index.refresh():  # once for all columns: they show the same commit
+            log.info("index: reloaded %s (%d files)", doc_index.path, len(doc_index.meta.files))
+    except cli.UserError as e:
+        return [column(s.title, query, [], f"검색할 수 없습니다: {cli.one_line(e)}") for s in sides]
     out = []
     for s in sides:
         try:
-            if doc_index.refresh():
-                log.info("index: reloaded %s (%d files)", doc_index.path, len(doc_index.meta.files))
             doc_index.check(s.role, s.embedder)  # a re-index with another model is refused, not mixed
             hits = doc_search.search(doc_index, s.role, s.embedder, query, int(top_k), mode, where=where)
         except cli.UserError as e:

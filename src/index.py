@@ -28,6 +28,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -334,11 +335,12 @@ def connect(index: Path):
 
 
 def write_table(db, name: str, committed: int | None, table_schema, remove: list[str], new_rows,
-                built: dict | None = None) -> tuple[int, dict | None]:  # fmt: skip
+                built: dict | None = None) -> tuple[int, dict | None, str]:  # fmt: skip
     """Apply one run's changes to table ``name``, starting from its ``committed`` version (None: a new
     table): delete the chunks of the files in ``remove``, add ``new_rows``, bring the indexes up to date
-    (``built``: the ANN settings the committed version was indexed with). Returns the version to commit
-    and its ANN settings; what readers see changes only when index.json names them."""
+    (``built``: the ANN settings the committed version was indexed with). Returns the version to commit,
+    its ANN settings and what happened to its ANN index ("" if nothing); what readers see changes only
+    when index.json names them."""
     if committed is None or name not in db.list_tables().tables:
         table = db.create_table(name, schema=table_schema, mode="overwrite")
     else:
@@ -353,8 +355,8 @@ def write_table(db, name: str, committed: int | None, table_schema, remove: list
         table.delete(f"file IN ({quoted(remove[start : start + 500])})")
     if new_rows is not None and new_rows.num_rows:
         table.add(new_rows)
-    ann = refresh_indexes(table, built)
-    return table.version, ann
+    ann, note = refresh_indexes(table, built)
+    return table.version, ann, note
 
 
 def ann_settings(rows: int, dim: int) -> dict | None:
@@ -371,35 +373,57 @@ def ann_outdated(built: dict | None, wanted: dict | None) -> bool:
     (new rows go into the existing partitions, which grow slower to search and coarser to assign)."""
     if built is None or wanted is None:
         return built != wanted
-    fixed = [key for key in wanted if key != "partitions"]
-    if any(built.get(key) != wanted[key] for key in fixed):
+    if any(built.get(key) != wanted[key] for key in wanted if key != "partitions"):
         return True
-    return not built["partitions"] / 2 < wanted["partitions"] < built["partitions"] * 2
+    partitions = built.get("partitions")
+    if not isinstance(partitions, int) or partitions < 1:
+        return True
+    return not partitions / 2 < wanted["partitions"] < partitions * 2
 
 
-def refresh_indexes(table, built: dict | None = None) -> dict | None:
+def ann_plan(table, built: dict | None) -> tuple[dict | None, dict | None]:
+    """(the ANN settings ``table`` has, those its size asks for). It has ``built`` (the recorded settings)
+    when it has a vector index, {"type": "unknown"} for an index without a record (an older toolkit's),
+    None without an index."""
+    has_index = any(i.columns == ["vector"] for i in table.list_indices())
+    current = (built or {"type": "unknown"}) if has_index else None
+    return current, ann_settings(table.count_rows(), table.schema.field("vector").type.list_size)
+
+
+def ann_stale(db, recorded: dict) -> bool:
+    """True when the committed version of a table (``recorded``: its entry in index.json) has an outdated
+    ANN index. False when the table cannot be opened: the write that needs it says why."""
+    try:
+        table = db.open_table(recorded["table"])
+        table.checkout(recorded["version"])
+    except (ValueError, RuntimeError, OSError):
+        return False
+    return ann_outdated(*ann_plan(table, recorded.get("ann")))
+
+
+def refresh_indexes(table, built: dict | None = None) -> tuple[dict | None, str]:
     """The BM25 index over ``tokens``, and the ANN index over ``vector`` that ann_settings asks for at the
-    table's size. An index that is not outdated (``built``: its recorded settings; None with an index
-    present: unknown, e.g. from an older toolkit) takes new rows in incrementally (``optimize``); an
-    outdated one is built anew, or dropped below ANN_MIN_ROWS. Returns the ANN settings now in force."""
+    table's size (ann_plan, with ``built`` its recorded settings). An index that is not outdated takes new
+    rows in incrementally (``optimize``); an outdated one is built anew, or dropped below ANN_MIN_ROWS.
+    Returns the ANN settings now in force and what was done ("" if nothing)."""
     from lancedb.index import FTS, IvfPq
 
-    indexed = {tuple(i.columns): i for i in table.list_indices()}
-    if ("tokens",) not in indexed:
+    if not any(i.columns == ["tokens"] for i in table.list_indices()):
         table.create_index("tokens", config=FTS(base_tokenizer="whitespace", lower_case=False, stem=False,
                            remove_stop_words=False, ascii_folding=False, with_position=False), replace=True)  # fmt: skip
-    wanted = ann_settings(table.count_rows(), table.schema.field("vector").type.list_size)
-    vector_index = indexed.get(("vector",))
-    current = None if vector_index is None else (built or {"type": "unknown"})
+    current, wanted = ann_plan(table, built)
+    note = ""
     if ann_outdated(current, wanted):
         if wanted is None:
-            table.drop_index(vector_index.name)
+            table.drop_index(next(i.name for i in table.list_indices() if i.columns == ["vector"]))
+            note = f"ANN index dropped (under {ANN_MIN_ROWS} chunks: exact search)"
         else:
             table.create_index("vector", replace=True, config=IvfPq(distance_type=wanted["distance"],
                                num_partitions=wanted["partitions"], num_sub_vectors=wanted["sub_vectors"]))  # fmt: skip
+            note = f"ANN index built ({wanted['type']}, {wanted['partitions']} partitions)"
         current = wanted
     table.optimize(cleanup_older_than=KEEP_UNTIL_COMMIT)  # the committed version must outlive this run
-    return current
+    return current, note
 
 
 def prune(db, tables: dict[str, dict]) -> dict[str, dict]:
@@ -527,11 +551,8 @@ def ingest(docs: Path, index: Path, embedders: dict[str, Embedder], chunk_tokens
         )
     )
     remove = sorted(set(meta.files) & changed) + gone
-    committed_rows = sum(v["chunks"] for v in meta.files.values())
-    stale = {role for role, recorded in meta.tables.items()  # an ANN index to rebuild, even with no change
-             if ann_outdated(recorded.get("ann"), ann_settings(committed_rows, recorded["dim"]))}  # fmt: skip
     for role, recorded in meta.tables.items():  # keep every table of the index current
-        if role not in embedders and (files or remove or role in stale):
+        if role not in embedders and (files or remove):
             embedders[role] = load_embedder(recorded["folder"], recorded["backend"])
             check_identity(recorded, embedders[role].identity, role, index)
     db = connect(index)
@@ -539,26 +560,33 @@ def ingest(docs: Path, index: Path, embedders: dict[str, Embedder], chunk_tokens
     for role, embedder in embedders.items():
         mine = files if role in new_roles else [f for f in files if f.rel in changed]
         committed, built = meta.tables.get(role, {}).get("version"), meta.tables.get(role, {}).get("ann")
-        if committed is not None and not mine and not remove and role not in stale:
+        if committed is not None and not mine and not remove:
             continue  # nothing changed for this table
         texts = texts_of(mine)
         vectors, sparse = embedder.documents(texts, batch_size, chunk_tokens) if texts else (None, None)
         dim = embedder.model.get_embedding_dimension() if vectors is None else vectors.shape[1]
         new = rows(mine, vectors, sparse, [t for f in mine for t in tokens[f.rel]]) if texts else None
-        version, ann = write_table(db, TABLES[role], committed, schema(dim, embedder.m3 is not None),
-                                   [] if committed is None else remove, new, built)  # fmt: skip
+        version, ann, note = write_table(db, TABLES[role], committed, schema(dim, embedder.m3 is not None),
+                                         [] if committed is None else remove, new, built)  # fmt: skip
         written.append(role)
-        if ann is not None and ann != built:
-            summary.ann.append(f"{TABLES[role]}: ANN index built ({ann['type']}, {ann['partitions']} partitions)")  # fmt: skip
+        summary.ann += [f"{TABLES[role]}: {note}"] if note else []
         tables[role] = {"table": TABLES[role], **embedder.identity, "folder": str(embedder.folder),
                         "backend": embedder.backend, "dim": dim, "sparse": embedder.m3 is not None,
                         "ann": ann, "version": version}  # fmt: skip
+    for role, recorded in meta.tables.items():
+        if role not in written and ann_stale(db, recorded):  # only its ANN index to rebuild: no model needed
+            version, ann, note = write_table(db, recorded["table"], recorded["version"], None, [], None,
+                                             recorded.get("ann"))  # fmt: skip
+            written.append(role)
+            summary.ann.append(f"{recorded['table']}: {note}")
+            tables[role] = {**recorded, "ann": ann, "version": version}
     files_now = {rel: v for rel, v in meta.files.items() if rel in found.hashes and rel not in changed}
     files_now.update({f.rel: {"sha256": f.sha, "chunks": len(f.chunks)} for f in files})
     committed = Meta(
         chunk_tokens, overlap_tokens, dict(sorted(files_now.items())), dict(sorted(skipped.items())), tables
     )
-    write_meta(index, committed)
+    if committed.to_json() != meta.to_json():  # a run that changes nothing leaves index.json as it was
+        write_meta(index, committed)
     if written:
         committed.tables = {**tables, **prune(db, {role: tables[role] for role in written})}
         write_meta(index, committed)
@@ -584,35 +612,53 @@ class Hit:
 HIT_COLUMNS = ["chunk_id", "file", "page", "heading", "start", "end", "text"]
 
 
+def locked(method: Callable) -> Callable:
+    """``method`` run under its object's ``_lock``."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class DocIndex:
     """A committed index opened for search: each table at the version ``index.json`` names."""
 
     def __init__(self, path: Path):
         self.path = path
         self.stamp: tuple | None = None  # index.json's (inode, mtime, size) when it was read
+        self.meta = Meta(0, 0)  # until refresh reads it
+        self._tables: dict[str, object] = {}  # role -> table at the committed version
+        self._sparse: dict[str, tuple] = {}  # role -> sparse_matrix's answer
+        self._lock = threading.RLock()  # the demo's handlers run in threads
         self.refresh()
         self.db = connect(path)
 
     def refresh(self) -> bool:
         """Follow the latest commit: when ``index.json`` was replaced since it was read (a long-running reader,
-        like the demo, and a new ``src.index`` run), read it again and open the tables at the versions it now
-        names. True when it did; IndexError_ when the folder is no longer an index."""
-        try:
-            stat = (self.path / META).stat()
-            stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # an atomic replace is a new inode
-        except OSError:
-            stamp = None
-        if stamp is not None and stamp == self.stamp:
-            return False
-        meta = read_meta(self.path)
-        if meta is None:
-            raise IndexError_(f"{self.path}: not an index (no {META}); build it with: python -m src.index "
-                              f"--docs DIR --model MODEL --index {self.path}")  # fmt: skip
-        self.meta, self.stamp = meta, stamp
-        self._tables: dict[str, object] = {}
-        self._sparse: dict[str, tuple] = {}
-        return True
+        like the demo, and a new ``src.index`` run), read it again; the tables whose record changed open at
+        their new versions. True when it did; IndexError_ when the folder is no longer an index."""
+        with self._lock:
+            try:
+                stat = (self.path / META).stat()
+                stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # an atomic replace is a new inode
+            except OSError:
+                stamp = None
+            if stamp is not None and stamp == self.stamp:
+                return False
+            meta = read_meta(self.path)
+            if meta is None:
+                raise IndexError_(f"{self.path}: not an index (no {META}); build it with: python -m src.index "
+                                  f"--docs DIR --model MODEL --index {self.path}")  # fmt: skip
+            kept = {role for role, recorded in meta.tables.items() if self.meta.tables.get(role) == recorded}
+            self._tables = {role: t for role, t in self._tables.items() if role in kept}
+            self._sparse = {role: m for role, m in self._sparse.items() if role in kept}
+            self.meta, self.stamp = meta, stamp
+            return True
 
+    @locked
     def table(self, role: str):
         if role not in self._tables:
             if role not in self.meta.tables:
@@ -631,6 +677,7 @@ class DocIndex:
             self.table(role)
         check_identity(self.meta.tables[role], embedder.identity, role, self.path)
 
+    @locked
     def sparse_matrix(self, role: str):
         """The table's M3 lexical weights as a CSR matrix [n_chunks, vocabulary] and the chunk ids, loaded once."""
         if role not in self._sparse:

@@ -455,57 +455,69 @@ def test_exact_and_ann_search_agree_on_a_table_with_an_ann_index(tmp_path, monke
 
 
 def test_the_ann_index_is_rebuilt_when_the_table_outgrows_it_or_its_settings_change(
-    tmp_path, tiny, monkeypatch
+    tmp_path, tiny, tiny_model_dir, monkeypatch
 ):
-    """Growth within 2x goes into the existing partitions; at 2x, with an unknown (older) record, or with
-    other settings, the index is built anew; below ANN_MIN_ROWS it is dropped. index.json records it."""
-    monkeypatch.setattr(idx, "ANN_MIN_ROWS", 256)
-    monkeypatch.setattr(idx, "ANN_PARTITIONS_ROWS", 128)
+    """Growth within 2x goes into the existing partitions; at 2x, or with other or unknown (older) settings,
+    the index is built anew, for the comparison table too and without loading its model when nothing else
+    changed; below ANN_MIN_ROWS it is dropped. index.json records the settings."""
+    monkeypatch.setattr(idx, "ANN_MIN_ROWS", 512)
+    monkeypatch.setattr(idx, "ANN_PARTITIONS_ROWS", 256)  # lance trains at most one partition per 256 rows
     folder, index = tmp_path / "docs", tmp_path / "index"
     folder.mkdir()
+    compare = shutil.copytree(tiny_model_dir, tmp_path / "compare")
+    both = {"model": tiny, "compare": idx.load_embedder(str(compare))}
 
-    def files(n: int) -> None:  # one chunk per file
+    def run(n: int, embedders: dict | None = None) -> tuple[idx.Summary, list, list]:
+        """Ingest n one-chunk files: the summary, each table's ANN record and vector index."""
         for path in folder.iterdir():
             if int(path.stem[4:]) >= n:
                 path.unlink()
         for i in range(n):
             (folder / f"note{i:04d}.txt").write_text(f"{i}번 메모: 스위칭 주파수 {i} kHz에서 리플을 잰다.")
+        summary = idx.ingest(folder, index, embedders or {"model": tiny})
+        doc_index = idx.DocIndex(index)
+        tables = [doc_index.table(role) for role in ("model", "compare")]
+        assert [t.count_rows() for t in tables] == [n, n]
+        indexes = [next((i for i in t.list_indices() if i.columns == ["vector"]), None) for t in tables]
+        for table, vector_index in zip(tables, indexes, strict=True):
+            assert vector_index is None or table.index_stats(vector_index.name).num_unindexed_rows == 0
+        return summary, [doc_index.meta.tables[r]["ann"] for r in ("model", "compare")], indexes
 
-    def run(n: int) -> tuple[idx.Summary, dict | None, object]:
-        files(n)
-        summary = ingest(folder, index, tiny)
-        table = idx.DocIndex(index).table("model")
-        assert table.count_rows() == n
-        return summary, idx.read_meta(index).tables["model"]["ann"], table
+    def built(partitions: int) -> list[str]:
+        return [
+            f"{t}: ANN index built (IVF_PQ, {partitions} partitions)" for t in ("chunks", "chunks_compare")
+        ]
 
-    def vector_index(table):
-        return next((i for i in table.list_indices() if i.columns == ["vector"]), None)
+    summary, anns, _ = run(600, both)
+    assert anns == [{"type": "IVF_PQ", "distance": "cosine", "partitions": 2, "sub_vectors": 8}] * 2
+    assert summary.ann == built(2)
+    summary, anns, _ = run(900)  # 3 partitions' worth: the new rows join the existing 2
+    assert [a["partitions"] for a in anns] == [2, 2] and summary.ann == []
+    summary, anns, _ = run(1100)
+    assert [a["partitions"] for a in anns] == [4, 4] and summary.ann == built(4)
 
-    summary, ann, table = run(300)
-    assert ann == {"type": "IVF_PQ", "distance": "cosine", "partitions": 2, "sub_vectors": 8}
-    assert summary.ann == ["chunks: ANN index built (IVF_PQ, 2 partitions)"]
-    assert table.index_stats(vector_index(table).name).num_unindexed_rows == 0
-
-    summary, ann, table = run(380)  # 2 partitions still: the new rows join the existing index
-    assert ann["partitions"] == 2 and summary.ann == []
-    assert table.index_stats(vector_index(table).name).num_unindexed_rows == 0
-
-    summary, ann, table = run(520)
-    assert ann["partitions"] == 4 and summary.ann == ["chunks: ANN index built (IVF_PQ, 4 partitions)"]
-
-    for record in ({k: v for k, v in ann.items() if k != "sub_vectors"} | {"sub_vectors": 4}, None):
-        meta = idx.read_meta(index)  # settings from another toolkit version, or none recorded
-        meta.tables["model"]["ann"] = record
+    compare.rename(tmp_path / "moved")  # an ANN-only rebuild needs no model
+    for record in ({**anns[0], "sub_vectors": 4}, None):  # other settings; an older toolkit's (none)
+        meta = idx.read_meta(index)
+        for role in ("model", "compare"):
+            meta.tables[role]["ann"] = record
         idx.write_meta(index, meta)
-        version = meta.tables["model"]["version"]
-        summary, ann, table = run(520)
-        assert summary.indexed == [] and summary.ann == ["chunks: ANN index built (IVF_PQ, 4 partitions)"]
-        assert ann["sub_vectors"] == 8 and idx.read_meta(index).tables["model"]["version"] > version
-    summary, _, _ = run(520)
-    assert summary.ann == [] and idx.read_meta(index).tables["model"]["version"] == table.version
+        summary, anns, _ = run(1100)
+        assert (
+            summary.indexed == [] and summary.ann == built(4) and [a["sub_vectors"] for a in anns] == [8, 8]
+        )
+    before = (index / idx.META).stat()
+    doc_index = idx.DocIndex(index)
+    summary, _, _ = run(1100)
+    assert summary.ann == [] and (index / idx.META).stat().st_ino == before.st_ino  # not even rewritten
+    assert not doc_index.refresh()
 
-    summary, ann, table = run(200)
-    assert ann is None and vector_index(table) is None
+    (tmp_path / "moved").rename(compare)
+    summary, anns, indexes = run(400)
+    assert anns == [None, None] and indexes == [None, None]
+    assert summary.ann == [
+        f"{t}: ANN index dropped (under 512 chunks: exact search)" for t in ("chunks", "chunks_compare")
+    ]
 
 
 # ----------------------------------------------------------------------------- the sample documents
