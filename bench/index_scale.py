@@ -544,11 +544,12 @@ def report(args: argparse.Namespace, work: Path, model: Path) -> None:
     cols, ids_d, ids_s = [*idx.HIT_COLUMNS, "_score"], ["chunk_id", "_distance"], ["chunk_id", "_score"]
     ready = {q: (idx.dense(table, vectors[q], deep), idx.bm25(table, q, deep)) for q in queries}
     pool = ThreadPoolExecutor(2)
+    fusion, weights = idx.FUSIONS[0], [1 - idx.BM25_WEIGHT, idx.BM25_WEIGHT]  # src.index.search's default
 
     def parallel(q: str):
         d = pool.submit(idx.dense, table, vectors[q], deep)
         b = pool.submit(idx.bm25, table, q, deep)
-        return idx.fuse([d.result(), b.result()], "rrf", [0.5, 0.5])[:10]
+        return idx.fuse([d.result(), b.result()], fusion, weights)[:10]
 
     def dense_ids(q: str):
         query = table.search(vectors[q], vector_column_name="vector").distance_type("cosine").select(ids_d)
@@ -574,9 +575,9 @@ def report(args: argparse.Namespace, work: Path, model: Path) -> None:
         "  the same, chunk_id and score only": time_each(lambda q: fts(table, terms[q], deep, ids_s), queries)[0],
         f"dense, k={deep}": time_each(lambda q: idx.dense(table, vectors[q], deep), queries)[0],
         "  the same, chunk_id and distance only": time_each(dense_ids, queries)[0],
-        "RRF fusion": time_each(lambda q: idx.fuse(list(ready[q]), "rrf", [0.5, 0.5]), queries)[0],
+        f"{fusion} fusion": time_each(lambda q: idx.fuse(list(ready[q]), fusion, weights), queries)[0],
         "hybrid, both searches in 2 threads": time_each(parallel, queries)[0],
-        "hybrid: ids-only candidates, 2 threads, text of top 10": time_each(lean, queries)[0],
+        "hybrid (RRF): ids-only candidates, 2 threads, text of top 10": time_each(lean, queries)[0],
     }  # fmt: skip
     pool.shutdown()
 
