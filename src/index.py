@@ -109,10 +109,12 @@ class Meta:
     files: dict[str, dict] = field(default_factory=dict)  # relative path -> {sha256, chunks}
     skipped: dict[str, dict] = field(default_factory=dict)  # relative path -> {reason, sha256 if it was read}
     tables: dict[str, dict] = field(default_factory=dict)  # role -> {table, name, fingerprint, ..., version}
+    text_tokens: int | None = None  # the text budget: chunk_tokens less the longest prompt (None: older)
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "chunk_tokens": self.chunk_tokens, "overlap_tokens": self.overlap_tokens,
-                "tables": self.tables, "files": self.files, "skipped": self.skipped}  # fmt: skip
+                "text_tokens": self.text_tokens, "tables": self.tables, "files": self.files,
+                "skipped": self.skipped}  # fmt: skip
 
 
 def read_meta(index: Path) -> Meta | None:
@@ -126,8 +128,10 @@ def read_meta(index: Path) -> Meta | None:
             raise IndexError_(
                 f"{path}: index format {raw.get('format')!r}, this toolkit reads {FORMAT}; --rebuild"
             )
+        text_tokens = raw.get("text_tokens")
         return Meta(int(raw["chunk_tokens"]), int(raw["overlap_tokens"]), dict(raw["files"]),
-                    {k: dict(v) for k, v in raw.get("skipped", {}).items()}, dict(raw["tables"]))  # fmt: skip
+                    {k: dict(v) for k, v in raw.get("skipped", {}).items()}, dict(raw["tables"]),
+                    None if text_tokens is None else int(text_tokens))  # fmt: skip
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
         raise IndexError_(f"{path}: not an index record ({type(e).__name__}: {e})") from None
 
@@ -510,7 +514,8 @@ def ingest(docs: Path, index: Path, embedders: dict[str, Embedder], chunk_tokens
     primary = embedders["model"]
     limit = min(document_tokens(e.folder) for e in embedders.values())
     chunk_tokens = min(chunk_tokens or (meta.chunk_tokens if meta else DEFAULT_CHUNK_TOKENS), limit)
-    reserve = max(len(primary.tokenizer.encode(e.document_prompt).ids) for e in embedders.values())
+    prompts = {role: len(primary.tokenizer.encode(e.document_prompt).ids) for role, e in embedders.items()}
+    text_tokens = chunk_tokens - max(prompts.values())  # prompt and special tokens are part of the chunk
     if meta is not None:
         if (meta.chunk_tokens, meta.overlap_tokens) != (chunk_tokens, overlap_tokens):
             raise IndexError_(f"{index}: chunks of {meta.chunk_tokens} tokens (overlap {meta.overlap_tokens}), "
@@ -518,6 +523,13 @@ def ingest(docs: Path, index: Path, embedders: dict[str, Embedder], chunk_tokens
         for role, embedder in embedders.items():
             if role in meta.tables:
                 check_identity(meta.tables[role], embedder.identity, role, index)
+        if meta.text_tokens is not None:  # every table is cut alike: the budget the index began with holds
+            text_tokens = meta.text_tokens
+            for role, n in prompts.items():
+                if text_tokens + n > chunk_tokens:
+                    raise IndexError_(f"{index}: its chunks hold {text_tokens} tokens of text, which with the "
+                                      f"{role} model's document prompt ({n} tokens) exceed {chunk_tokens}; "
+                                      "--rebuild to re-chunk everything")  # fmt: skip
     else:
         meta = Meta(chunk_tokens, overlap_tokens)
     found = scan(docs)
@@ -534,7 +546,7 @@ def ingest(docs: Path, index: Path, embedders: dict[str, Embedder], chunk_tokens
         [r for r in todo if r not in meta.skipped or r in changed],
         found.hashes,
         primary.tokenizer,
-        chunk_tokens - reserve,
+        text_tokens,
         overlap_tokens,
     )
     still = {r: v for r, v in meta.skipped.items() if r in found.hashes and r not in changed}  # not re-read
@@ -582,9 +594,8 @@ def ingest(docs: Path, index: Path, embedders: dict[str, Embedder], chunk_tokens
             tables[role] = {**recorded, "ann": ann, "version": version}
     files_now = {rel: v for rel, v in meta.files.items() if rel in found.hashes and rel not in changed}
     files_now.update({f.rel: {"sha256": f.sha, "chunks": len(f.chunks)} for f in files})
-    committed = Meta(
-        chunk_tokens, overlap_tokens, dict(sorted(files_now.items())), dict(sorted(skipped.items())), tables
-    )
+    committed = Meta(chunk_tokens, overlap_tokens, dict(sorted(files_now.items())),
+                     dict(sorted(skipped.items())), tables, text_tokens)  # fmt: skip
     if committed.to_json() != meta.to_json():  # a run that changes nothing leaves index.json as it was
         write_meta(index, committed)
     if written:

@@ -382,6 +382,40 @@ def test_a_tokenizer_that_truncates_still_chunks_the_whole_text(tmp_path, tiny_m
     assert all(f"{i}번 문장은" in chunks for i in range(40))
 
 
+def test_every_table_keeps_the_text_budget_the_index_began_with(docs, tmp_path, tiny, tiny_model_dir):
+    """Chunks leave room for the longest document prompt of the models the index began with, also when a
+    later run names only the fine-tuned model; a comparison model whose prompt no longer fits is refused."""
+    wordy = shutil.copytree(tiny_model_dir, tmp_path / "wordy")
+    config = json.loads((wordy / "config_sentence_transformers.json").read_text())
+    config["prompts"]["document"] = "passage: 전기 전자 기술 문서의 한 단락입니다: "
+    (wordy / "config_sentence_transformers.json").write_text(json.dumps(config))
+    compare = idx.load_embedder(str(wordy))
+    prompt = {
+        name: len(tiny.tokenizer.encode(e.document_prompt).ids)
+        for name, e in [("tiny", tiny), ("wordy", compare)]
+    }
+    assert prompt["wordy"] > prompt["tiny"]
+
+    index = tmp_path / "index"
+    idx.ingest(docs, index, {"model": tiny, "compare": compare}, chunk_tokens=64)
+    budget = idx.read_meta(index).text_tokens
+    assert budget == 64 - prompt["wordy"]
+    text = " ".join(f"{i}번 문장은 스위칭 전원의 손실을 설명한다." for i in range(30))
+    (docs / "long.txt").write_text(text)
+    ingest(docs, index, tiny)  # the comparison table follows, loaded from the record
+    assert idx.read_meta(index).text_tokens == budget
+    expected = [c.text for c in chunk_blocks(read_blocks(docs / "long.txt"), tiny.tokenizer, budget, 16)]
+    for role in ("model", "compare"):
+        found = sorted((r["chunk_id"], r["text"]) for r in rows(index, role) if r["file"] == "long.txt")
+        assert [t for _, t in found] == expected
+
+    alone = tmp_path / "alone"
+    ingest(docs, alone, tiny, chunk_tokens=64)
+    assert idx.read_meta(alone).text_tokens == 64 - prompt["tiny"]
+    with pytest.raises(idx.IndexError_, match="compare model's document prompt"):
+        idx.ingest(docs, alone, {"model": tiny, "compare": compare}, chunk_tokens=64)
+
+
 def test_filters_take_names_with_quotes_percent_underscore_and_backslash(tmp_path, tiny):
     names = ["it's", "50%", "a_b", "back\\slash"]
     for name in [*names, "ab", "a-b"]:
