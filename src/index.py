@@ -453,7 +453,7 @@ class Summary:
     skipped: dict[str, str] = field(default_factory=dict)
     chunks: int = 0
     seconds: float = 0.0
-    ann: list[str] = field(default_factory=list)  # "table: ANN index built (...)", one per (re)built index
+    ann: list[str] = field(default_factory=list)  # "table: ANN index built (...)" or "... dropped (...)"
 
     def lines(self) -> list[str]:
         out = [f"index: {len(self.indexed)} files indexed ({self.chunks} chunks), {self.unchanged} unchanged, "
