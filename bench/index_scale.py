@@ -532,7 +532,7 @@ def report(args: argparse.Namespace, work: Path, model: Path) -> None:
     vectors = dict(zip(queries, encoded, strict=True))
     doc_index = idx.DocIndex(index)
     table = doc_index.table("model")
-    ann_built = any(i.columns == ["vector"] for i in table.list_indices())
+    ann_built = idx.index_on(table, "vector") is not None
     deep = idx.CANDIDATES
     stub = Encoded(vectors)
     latency = {

@@ -385,12 +385,23 @@ def ann_outdated(built: dict | None, wanted: dict | None) -> bool:
     return not partitions / 2 < wanted["partitions"] < partitions * 2
 
 
+def index_on(table, column: str):
+    """The table's index over ``column`` alone (a lancedb IndexConfig, with ``name``), or None."""
+    return next((i for i in table.list_indices() if i.columns == [column]), None)
+
+
+def committed_table(db, recorded: dict):
+    """The table of an ``index.json`` entry (``recorded``), at the version it names; lancedb's errors pass."""
+    table = db.open_table(recorded["table"])
+    table.checkout(recorded["version"])
+    return table
+
+
 def ann_plan(table, built: dict | None) -> tuple[dict | None, dict | None]:
     """(the ANN settings ``table`` has, those its size asks for). It has ``built`` (the recorded settings)
     when it has a vector index, {"type": "unknown"} for an index without a record (an older toolkit's),
     None without an index."""
-    has_index = any(i.columns == ["vector"] for i in table.list_indices())
-    current = (built or {"type": "unknown"}) if has_index else None
+    current = (built or {"type": "unknown"}) if index_on(table, "vector") else None
     return current, ann_settings(table.count_rows(), table.schema.field("vector").type.list_size)
 
 
@@ -398,8 +409,7 @@ def ann_stale(db, recorded: dict) -> bool:
     """True when the committed version of a table (``recorded``: its entry in index.json) has an outdated
     ANN index. False when the table cannot be opened: the write that needs it says why."""
     try:
-        table = db.open_table(recorded["table"])
-        table.checkout(recorded["version"])
+        table = committed_table(db, recorded)
     except (ValueError, RuntimeError, OSError):
         return False
     return ann_outdated(*ann_plan(table, recorded.get("ann")))
@@ -412,14 +422,14 @@ def refresh_indexes(table, built: dict | None = None) -> tuple[dict | None, str]
     Returns the ANN settings now in force and what was done ("" if nothing)."""
     from lancedb.index import FTS, IvfPq
 
-    if not any(i.columns == ["tokens"] for i in table.list_indices()):
+    if index_on(table, "tokens") is None:
         table.create_index("tokens", config=FTS(base_tokenizer="whitespace", lower_case=False, stem=False,
                            remove_stop_words=False, ascii_folding=False, with_position=False), replace=True)  # fmt: skip
     current, wanted = ann_plan(table, built)
     note = ""
     if ann_outdated(current, wanted):
         if wanted is None:
-            table.drop_index(next(i.name for i in table.list_indices() if i.columns == ["vector"]))
+            table.drop_index(index_on(table, "vector").name)
             note = f"ANN index dropped (under {ANN_MIN_ROWS} chunks: exact search)"
         else:
             table.create_index("vector", replace=True, config=IvfPq(distance_type=wanted["distance"],
@@ -675,8 +685,7 @@ class DocIndex:
             if role not in self.meta.tables:
                 raise IndexError_(f"{self.path}: no {role} embeddings (index with --base_model to add them)")
             try:
-                table = self.db.open_table(self.meta.tables[role]["table"])
-                table.checkout(self.meta.tables[role]["version"])
+                table = committed_table(self.db, self.meta.tables[role])
             except (ValueError, RuntimeError, OSError) as e:
                 raise IndexError_(f"{self.path}: the {role} table cannot be opened ({one_line(e)})") from None
             self._tables[role] = table

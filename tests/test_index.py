@@ -483,7 +483,7 @@ def test_exact_and_ann_search_agree_on_a_table_with_an_ann_index(tmp_path, monke
     db = idx.connect(tmp_path)
     idx.write_table(db, "chunks", None, table_rows.schema, [], table_rows)
     table = db.open_table("chunks")
-    assert any(i.columns == ["vector"] for i in table.list_indices())
+    assert idx.index_on(table, "vector") is not None
     for q in vectors[:20]:
         assert idx.dense(table, q, 1)[0].chunk_id == idx.dense(table, q, 1, exact=True)[0].chunk_id
 
@@ -512,7 +512,7 @@ def test_the_ann_index_is_rebuilt_when_the_table_outgrows_it_or_its_settings_cha
         doc_index = idx.DocIndex(index)
         tables = [doc_index.table(role) for role in ("model", "compare")]
         assert [t.count_rows() for t in tables] == [n, n]
-        indexes = [next((i for i in t.list_indices() if i.columns == ["vector"]), None) for t in tables]
+        indexes = [idx.index_on(t, "vector") for t in tables]
         for table, vector_index in zip(tables, indexes, strict=True):
             assert vector_index is None or table.index_stats(vector_index.name).num_unindexed_rows == 0
         return summary, [doc_index.meta.tables[r]["ann"] for r in ("model", "compare")], indexes
